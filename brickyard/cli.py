@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from brickyard._errors import BrickyardError
@@ -29,8 +30,9 @@ app = typer.Typer(
 models_app = typer.Typer(no_args_is_help=True, help="List, pull and ping model endpoints.")
 app.add_typer(models_app, name="models")
 
-out = Console()
-err = Console(stderr=True)
+# Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns; keep them readable instead.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 WorkspaceOpt = Annotated[
     Path | None, typer.Option("--workspace", "-w", help="workspace folder (default $BRICKYARD_HOME or ./.brickyard)")
@@ -69,7 +71,7 @@ def models_list(workspace: WorkspaceOpt = None) -> None:
             f"{config.price_input_per_1m:g}",
             f"{config.price_output_per_1m:g}",
             limits or "-",
-            "[green]yes[/]" if reason is None else f"[red]no[/]: {reason}",
+            "[green]yes[/]" if reason is None else f"[red]no[/]: {escape(reason)}",
         )
     for alias, target in ws.settings.aliases.items():
         table.add_row(alias, f"alias of {target}", "", "", "", "")
@@ -231,5 +233,5 @@ def main() -> None:
     try:
         app()
     except BrickyardError as exc:
-        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)

@@ -98,11 +98,13 @@ class Settings(_Strict):
 
     @model_validator(mode="after")
     def _references_exist(self) -> Settings:
-        names = set(self.endpoints) | set(self.aliases)
+        # The bundled endpoints exist without being written in the file, so they may be referred to.
+        names = set(self.endpoints) | set(self.aliases) | set(DEFAULT_ENDPOINTS)
         for name, endpoint in self.endpoints.items():
-            for ref in [*endpoint.fallbacks, *(endpoint.split or {})]:
-                if ref not in names and ":" not in ref:
-                    raise _RefError(f"endpoints.{name}", ref)
+            for field, refs in (("fallbacks", endpoint.fallbacks), ("split", endpoint.split or {})):
+                for ref in refs:
+                    if ref not in names and ":" not in ref:
+                        raise _RefError(f"endpoints.{name}.{field}", ref)
         for alias, target in self.aliases.items():
             if target not in names and ":" not in target:
                 raise _RefError(f"aliases.{alias}", target)
@@ -158,6 +160,8 @@ def _fix_for(err: Any) -> str:
         return "remove this key or check its spelling (see `brickyard init` for every setting)"
     if kind == "missing":
         return "add this key"
+    if "exactly one of" in err["msg"]:
+        return "keep one of the two keys named and remove the other"
     if "ctx" in err and "expected" in err["ctx"]:
         return f"use one of {err['ctx']['expected']}"
     return "give a value of the expected type (see the comments `brickyard init` writes)"

@@ -26,6 +26,7 @@ from brickyard._errors import (
     ServerError,
     UpstreamTimeoutError,
 )
+from brickyard.models._loop import PerLoop
 from brickyard.models._types import ChatRequest, ChatResult, Message, Usage
 from brickyard.models.base import Model
 from brickyard.models.provider import ProviderInfo, ProviderSpec
@@ -102,9 +103,16 @@ class AnthropicModel(Model):
         sdk = _sdk()
         # SDK 2.x sends an API key as `Authorization: Bearer`; the Messages API documents `x-api-key`.
         headers = {"x-api-key": api_key, "Authorization": sdk.Omit(), "anthropic-version": API_VERSION}
-        self._client = sdk.AsyncAnthropic(
-            api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0, default_headers=headers
+        self._clients = PerLoop(
+            lambda: sdk.AsyncAnthropic(
+                api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0, default_headers=headers
+            )
         )
+
+    @property
+    def _client(self) -> Any:
+        """The SDK client of the running event loop."""
+        return self._clients.get()
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         request.check_not_empty()
@@ -160,7 +168,9 @@ class AnthropicModel(Model):
             raise MalformedResponseError("the stream ended before `message_stop`", endpoint=self.endpoint)
 
     async def aclose(self) -> None:
-        await self._client.close()
+        client = self._clients.pop_current()
+        if client is not None:
+            await client.close()
 
     # -- request --------------------------------------------------------------------------------------
 
@@ -199,7 +209,7 @@ class AnthropicModel(Model):
             body.pop("temperature", None)
             answer_tokens += budget
         params["max_tokens"] = answer_tokens
-        body.update(request.extra)
+        body.update({k: v for k, v in request.extra.items() if k != "cache"})  # `cache` is ours, not the API's
         if body:
             params["extra_body"] = body
         return params

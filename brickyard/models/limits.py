@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-import weakref
 from collections.abc import AsyncIterator
 
+from brickyard.models._loop import PerLoop
 from brickyard.models._types import ChatRequest, ChatResult, EmbeddingResult, estimate_tokens
 from brickyard.models.base import Model, WrapperModel
 
@@ -53,16 +53,10 @@ class LimitedModel(WrapperModel):
         self._tokens = Pacer(tpm, burst=max(tpm / 60.0, 1.0)) if tpm else None
         self._cap = max_concurrency or inner.max_concurrency
         self.max_concurrency = self._cap
-        self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._semaphores = PerLoop(lambda: asyncio.Semaphore(self._cap))
 
     def _semaphore(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        sem = self._semaphores.get(loop)
-        if sem is None:
-            sem = self._semaphores[loop] = asyncio.Semaphore(self._cap)
-        return sem
+        return self._semaphores.get()
 
     async def _admit(self, tokens: int) -> None:
         if self._requests:

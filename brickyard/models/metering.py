@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-from brickyard._errors import BrickyardError, BudgetExceededError
+from brickyard._errors import BudgetExceededError
 from brickyard.config import BudgetConfig, Window
 from brickyard.models._types import ChatRequest, ChatResult, EmbeddingResult, Usage, estimate_tokens
 from brickyard.models.base import Model, WrapperModel
@@ -118,7 +118,7 @@ class MeteredModel(WrapperModel):
         started = time.time()
         try:
             result = await self.inner.complete(request)
-        except BrickyardError as exc:
+        except Exception as exc:  # every failure is metered, then re-raised
             await self._record_failure(request, started, exc)
             raise
         usage = result.usage
@@ -148,7 +148,7 @@ class MeteredModel(WrapperModel):
             async for piece in self.inner.stream(request):
                 pieces.append(piece)
                 yield piece
-        except BrickyardError as exc:
+        except Exception as exc:  # every failure is metered, then re-raised
             await self._record_failure(request, started, exc)
             raise
         usage = Usage(estimate_tokens(request.prompt_text()), estimate_tokens("".join(pieces)), estimated=True)
@@ -172,7 +172,7 @@ class MeteredModel(WrapperModel):
         started = time.time()
         try:
             result = await self.inner.embed(texts)
-        except BrickyardError as exc:
+        except Exception as exc:  # every failure is metered, then re-raised
             await self._record_failure(None, started, exc)
             raise
         usage = result.usage
@@ -193,7 +193,7 @@ class MeteredModel(WrapperModel):
         )
         return dataclasses.replace(result, usage=usage)
 
-    async def _record_failure(self, request: ChatRequest | None, started: float, exc: BrickyardError) -> None:
+    async def _record_failure(self, request: ChatRequest | None, started: float, exc: Exception) -> None:
         status = "budget_exceeded" if isinstance(exc, BudgetExceededError) else "error"
         await asyncio.to_thread(
             self._store.record_usage,

@@ -23,6 +23,7 @@ from brickyard._errors import (
     ServerError,
     UpstreamTimeoutError,
 )
+from brickyard.models._loop import PerLoop
 from brickyard.models._scrub import scrub
 from brickyard.models._types import ChatRequest, ChatResult, EmbeddingResult, TokenLogprob, Usage
 from brickyard.models.base import Model
@@ -71,9 +72,16 @@ class OpenAIModel(Model):
         self.max_concurrency = max_concurrency
         self._api_key = api_key
         self._use_responses = api == "responses" or (api == "auto" and needs_responses_api(model))
-        self._client = openai.AsyncOpenAI(
-            api_key=api_key or "not-needed", base_url=base_url, timeout=timeout_s, max_retries=0
+        self._clients = PerLoop(
+            lambda: openai.AsyncOpenAI(
+                api_key=api_key or "not-needed", base_url=base_url, timeout=timeout_s, max_retries=0
+            )
         )
+
+    @property
+    def _client(self) -> Any:
+        """The SDK client of the running event loop."""
+        return self._clients.get()
 
     # -- requests -------------------------------------------------------------------------------
     def chat_params(self, request: ChatRequest, *, stream: bool = False) -> dict[str, Any]:
@@ -224,7 +232,9 @@ class OpenAIModel(Model):
         return EmbeddingResult(vectors=vectors, model=self.name, usage=usage, latency_s=time.perf_counter() - started)
 
     async def aclose(self) -> None:
-        await self._client.close()
+        client = self._clients.pop_current()
+        if client is not None:
+            await client.close()
 
     # -- errors ---------------------------------------------------------------------------------
     def _map_error(self, exc: Exception) -> Exception:

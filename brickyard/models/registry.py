@@ -148,6 +148,9 @@ class Registry:
         if config.cache and self.cache_enabled:
             model = CachedModel(model, self.store, endpoint=name)
         model = MeteredModel(model, self.store, endpoint=name, price=price)
+        # Hold the endpoint's concurrency slot from the budget check until the usage is recorded, so
+        # a budget check sees every finished call and overshoot is bounded by the calls in flight.
+        model = LimitedModel(model, max_concurrency=config.max_concurrency)
         if config.fallbacks:
             model = FallbackModel([model, *(self._get(f, building) for f in config.fallbacks)], name=name)
         return model

@@ -30,7 +30,7 @@ class RetryModel(WrapperModel):
     ) -> None:
         super().__init__(inner)
         self.max_retries = max_retries
-        self._backoff = wait_exponential_jitter(initial=initial_s, max=max_wait_s, jitter=initial_s)
+        self._backoff = wait_exponential_jitter(multiplier=initial_s, max=max_wait_s, jitter=initial_s)
         self._max_wait_s = max_wait_s
         self._sleep = sleep
 

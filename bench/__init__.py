@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.run [NAME ...]` writes bench/results/NAME.json and BENCHMARKS.md."""

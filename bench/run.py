@@ -1,0 +1,128 @@
+"""Run benchmarks and rewrite BENCHMARKS.md from every result file in bench/results/."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.common import RESULTS
+
+BENCHMARKS = ["local_batch", "remote", "dedup_cache", "embedder"]
+DOC = Path(__file__).parent.parent / "BENCHMARKS.md"
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    return f"{value:.{digits}f}"
+
+
+def render() -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`python -m bench.run`) from `bench/results/*.json`. Every ratio compares",
+        "variants measured side by side in one run on the same machine; the core count is beside each figure.",
+        "",
+    ]
+    local = _load("local_batch")
+    if local:
+        cores = local["machine"]["cores"]
+        lines += [
+            f"## 1. Local batch efficiency ({local['rows']} Rotten Tomatoes snippets, {local['model']}, {cores} cores)",
+            "",
+            "| variant | rows/s | accuracy | seconds |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for key, label in (
+            ("brickyard", "brickyard batch engine (`classify`, grammar-constrained labels)"),
+            ("raw_engine", "raw xllamacpp engine, same payloads, one thread per slot"),
+            ("openai_sdk_loop", "one-by-one `openai` SDK loop → llama.cpp HTTP server"),
+        ):
+            row = local[key]
+            lines.append(
+                f"| {label} | {_fmt(row['rows_per_s'])} | {_fmt(row['accuracy'], 3)} | {_fmt(row['seconds'])} |"
+            )
+        lines += [
+            "",
+            f"- brickyard / loop: **{_fmt(local['ratio_vs_loop'], 2)}×** (target ≥ 2×); "
+            f"brickyard / raw engine: **{_fmt(local['ratio_vs_raw'], 2)}×** (target ≥ 0.9×).",
+            f"- Majority-label share in the sample: {_fmt(local['majority_share'], 3)}; brickyard answered "
+            f"`fresh` for {_fmt(local['brickyard']['fresh_share'], 3)} of rows, the loop left "
+            f"{local['openai_sdk_loop']['unparseable']} answers unparseable.",
+            f"- Measured {local['machine']['date']}, {cores} cores, Python {local['machine']['python']}.",
+            "",
+        ]
+    remote = _load("remote")
+    if remote:
+        cores = remote["machine"]["cores"]
+        b, loop = remote["brickyard"], remote["openai_sdk_loop"]
+        lines += [
+            f"## 2. Remote efficiency ({remote['requests']} requests, {int(remote['latency_s'] * 1000)} ms latency, "
+            f"limit {remote['rpm_limit']}/min, {cores} cores)",
+            "",
+            "| variant | requests | requests/min | share of limit | rows returned | errors | upstream 429s |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            f"| brickyard batch engine (rpm pacing, 16 in flight) | {remote['requests']} | "
+            f"{_fmt(b['requests_per_min'])} | {_fmt(b['share_of_limit'], 3)} | {b['rows_returned']} | {b['errors']} | "
+            f"{b['upstream_429s']} |",
+            f"| one-by-one `openai` SDK loop | {loop['requests']} | {_fmt(loop['requests_per_min'])} | "
+            f"{_fmt(loop['requests_per_min'] / remote['rpm_limit'], 3)} | {loop['rows_ok']} | 0 | - |",
+            "",
+            f"- brickyard / loop: **{_fmt(remote['ratio_vs_loop'], 1)}×**; target: ≥ 95% of the limit, 0 rows lost.",
+            f"- Measured {remote['machine']['date']}, {cores} cores.",
+            "",
+        ]
+    dedup = _load("dedup_cache")
+    if dedup:
+        first, second = dedup["first_run"], dedup["second_run"]
+        lines += [
+            f"## 3. Dedup and cache ({dedup['rows']} rows, {dedup['distinct_texts']} distinct texts, "
+            f"{dedup['machine']['cores']} cores)",
+            "",
+            "| run | upstream calls | cache hits | rows returned | seconds |",
+            "| --- | ---: | ---: | ---: | ---: |",
+            f"| first | {first['upstream_calls']} | {first['cache_hits']} | {first['rows_returned']} | "
+            f"{_fmt(first['seconds'], 2)} |",
+            f"| second, identical | {second['upstream_calls']} | {second['cache_hits']} | {second['rows_returned']} | "
+            f"{_fmt(second['seconds'], 2)} |",
+            "",
+            "Calls are counted by the upstream server itself. Targets: 100 then 0.",
+            "",
+        ]
+    emb = _load("embedder")
+    if emb:
+        lines += [
+            f"## Default embedder ({emb['model']}, {emb['machine']['cores']} cores)",
+            "",
+            f"- {_fmt(emb['passages_per_s'])} passages/s on {emb['rows']} review snippets.",
+            "- Zero-shot fresh/rotten by cosine to two label descriptions: accuracy "
+            f"{_fmt(emb['zero_shot_accuracy'], 3)} "
+            f"(majority share {_fmt(emb['majority_share'], 3)}).",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("names", nargs="*", choices=[*BENCHMARKS, []], help="benchmarks to run (default: all)")
+    parser.add_argument("--render-only", action="store_true", help="only rewrite BENCHMARKS.md")
+    args = parser.parse_args()
+    if not args.render_only:
+        for name in args.names or BENCHMARKS:
+            print(f"== {name}", flush=True)
+            figures = importlib.import_module(f"bench.{name}").run()
+            print(json.dumps(figures, indent=2, default=str), flush=True)
+    DOC.write_text(render() + "\n")
+    print(f"wrote {DOC}")
+
+
+if __name__ == "__main__":
+    main()

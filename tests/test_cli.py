@@ -1,0 +1,106 @@
+"""The command line, run as a user would: the installed `brickyard` entry point in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent / "brickyard"
+
+CONFIG = """
+[endpoints.echo]
+model = "fake:echo"
+price_input_per_1m = 1.0
+price_output_per_1m = 2.0
+options = { answers = ["hello from the fake"] }
+
+[endpoints.paid]
+model = "openai:gpt-5-mini"
+api_key_env = "BRICKYARD_TEST_NO_SUCH_KEY"
+
+[aliases]
+quick = "echo"
+"""
+
+
+def run(*args: str, home: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env["BRICKYARD_HOME"] = str(home)
+    proc = subprocess.run([str(BIN), *args], capture_output=True, text=True, env=env, timeout=120)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"brickyard {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    home = tmp_path / "ws"
+    run("init", home=home)
+    (home / "brickyard.toml").write_text(CONFIG)
+    return home
+
+
+def test_init_writes_a_commented_config(tmp_path: Path) -> None:
+    home = tmp_path / "fresh"
+    proc = run("init", home=home)
+    assert str(home) in proc.stdout
+    text = (home / "brickyard.toml").read_text()
+    assert text.count("#") > 20 and "[defaults]" in text
+
+
+def test_models_list_shows_price_and_readiness(home: Path) -> None:
+    out = run("models", "list", home=home).stdout
+    lines = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 3}
+    assert "echo" in lines and "yes" in lines["echo"]
+    assert "no key ($BRICKYARD_TEST_NO_SUCH_KEY)" in lines["paid"]
+    assert "smollm2" in lines and "e5-small" in lines
+    assert "alias of echo" in out
+
+
+def test_ask_streams_the_answer_and_usage_records_it(home: Path) -> None:
+    assert run("ask", "-m", "quick", "hi there", "--tag", "cli", home=home).stdout.strip() == "hello from the fake"
+    rows = json.loads(run("usage", "--by", "endpoint,tag", "--json", home=home).stdout)
+    assert rows == [
+        {
+            "endpoint": "echo", "tag": "cli", "calls": 1, "errors": 0, "cache_hits": 0,
+            "input_tokens": rows[0]["input_tokens"], "output_tokens": rows[0]["output_tokens"],
+            "cost_usd": rows[0]["cost_usd"], "latency_s_avg": rows[0]["latency_s_avg"],
+        }
+    ]
+    expected = (rows[0]["input_tokens"] * 1.0 + rows[0]["output_tokens"] * 2.0) / 1e6
+    assert rows[0]["cost_usd"] == pytest.approx(expected)
+
+
+def test_errors_are_one_clear_line(home: Path) -> None:
+    proc = run("ask", "-m", "ecko", "hi", home=home, check=False)
+    assert proc.returncode == 1
+    assert "unknown endpoint `ecko`" in proc.stderr and "did you mean echo" in proc.stderr
+    assert "[endpoints.ecko]" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run("ask", "-m", "paid", "hi", home=home, check=False)
+    assert proc.returncode == 1 and "$BRICKYARD_TEST_NO_SUCH_KEY" in proc.stderr
+
+
+def test_invalid_config_names_file_key_and_fix(home: Path) -> None:
+    (home / "brickyard.toml").write_text('[endpoints.x]\nmodel = "fake:x"\nrpm = "fast"\n')
+    proc = run("models", "list", home=home, check=False)
+    assert proc.returncode == 1
+    assert str(home / "brickyard.toml") in proc.stderr and "endpoints.x.rpm" in proc.stderr and "Fix:" in proc.stderr
+
+
+def test_workspace_option_overrides_home(tmp_path: Path, home: Path) -> None:
+    other = tmp_path / "other"
+    run("--help", home=home)
+    proc = run("init", "--workspace", str(other), home=home)
+    assert (other / "brickyard.toml").exists() and str(other) in proc.stdout
+
+
+@pytest.mark.local_model
+def test_ping_a_local_model(home: Path, smollm2_path: Path) -> None:
+    (home / "brickyard.toml").write_text(f'[local]\nmodels_dir = "{smollm2_path.parent}"\nparallel = 1\n')
+    out = run("models", "ping", "smollm2", home=home).stdout
+    assert out.startswith("smollm2: ok in") and "local:smollm2-135m" in out
