@@ -68,12 +68,12 @@ def run(rows: int = 500) -> dict[str, Any]:
     elapsed = time.perf_counter() - started
     figures["brickyard"] = {
         "rows_per_s": rows / elapsed,
-        "accuracy": _accuracy(outcome.labels, gold),
+        "accuracy": _accuracy(outcome.values, gold),
         "seconds": elapsed,
         "errors": sum(e is not None for e in outcome.errors),
-        "fresh_share": outcome.labels.count("fresh") / rows,
-        "calls": outcome.report.calls,
-        "distinct": outcome.report.distinct,
+        "fresh_share": outcome.values.count("fresh") / rows,
+        "calls": outcome.calls,
+        "distinct": outcome.reports[0].distinct,
     }
     asyncio.run(ws.aclose())
 

@@ -8,7 +8,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -216,6 +216,112 @@ def usage_table(groups: list[str], rows: list[UsageSummaryRow]) -> Table:
     return table
 
 
+OUTPUT_FORMATS = {
+    ".csv": "FORMAT CSV, HEADER",
+    ".parquet": "FORMAT PARQUET",
+    ".json": "FORMAT JSON",
+    ".jsonl": "FORMAT JSON",
+}
+
+
+@app.command()
+def sql(
+    query: Annotated[str | None, typer.Argument(help="the SQL to run")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="read the SQL from a file")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write .csv, .parquet, .json or .jsonl")] = None,
+    estimate: Annotated[
+        bool, typer.Option(help="print calls, tokens and USD the query would cost; run nothing")
+    ] = False,
+    max_cost: Annotated[float | None, typer.Option(help="stop the query before it spends more USD than this")] = None,
+    max_rows: Annotated[int, typer.Option(help="rows shown on the terminal")] = 50,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Run SQL with AI functions on the workspace's DuckDB warehouse."""
+    from brickyard.sql.duckdb import connect
+
+    text = file.read_text(encoding="utf-8") if file else query
+    if not text or not text.strip():
+        raise typer.BadParameter("give the SQL as an argument or with --file")
+    ws = _workspace(workspace)
+    if estimate:
+        with connect(ws, dry_run=True) as con:
+            con.execute("BEGIN TRANSACTION")
+            con.execute(text)
+            con.execute("ROLLBACK")
+            figures = con.brickyard.estimate()
+        table = Table("endpoint", "rows", "distinct", "cached", "calls", "in tok", "out tok (max)", "USD")
+        for name, e in figures.per_endpoint.items():
+            table.add_row(
+                name,
+                str(e.rows),
+                str(e.distinct),
+                str(e.cached),
+                str(e.calls),
+                f"{e.input_tokens:,}",
+                f"{e.output_tokens:,}",
+                f"{e.cost_usd:.4f}",
+            )
+        out.print(table)
+        out.print(
+            f"estimated: {figures.calls} model calls, {figures.input_tokens + figures.output_tokens:,} tokens, "
+            f"{figures.cost_usd:.4f} USD (ai_filter assumed to pass every row; output at max_tokens)"
+        )
+        return
+    with connect(ws, progress=None, max_cost_usd=max_cost) as con:
+        statements = [s for s in text.split(";") if s.strip()] if output is None else [text]
+        if output is not None:
+            fmt = OUTPUT_FORMATS.get(output.suffix.lower())
+            if fmt is None:
+                raise typer.BadParameter(f"--output must end in one of {', '.join(OUTPUT_FORMATS)}")
+            body = text.strip().rstrip(";")
+            con.execute(f"COPY ({body}) TO '{str(output).replace(chr(39), chr(39) * 2)}' ({fmt})")
+            out.print(f"wrote {output}")
+            return
+        result = None
+        for statement in statements:
+            result = con.sql(statement)
+        if result is not None:
+            out.print(_result_table(result, max_rows))
+
+
+def _result_table(result: Any, max_rows: int) -> Table:
+    table = Table(*result.columns)
+    rows = result.fetchmany(max_rows + 1)
+    for row in rows[:max_rows]:
+        table.add_row(*["NULL" if v is None else escape(str(v)) for v in row])
+    if len(rows) > max_rows:
+        table.caption = f"first {max_rows} rows shown (--max-rows, or --output to write them all)"
+    return table
+
+
+@app.command()
+def load(
+    file: Annotated[Path, typer.Argument(help="a .csv, .parquet, .json or .jsonl file")],
+    table: Annotated[str, typer.Argument(help="the table to create or replace")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Load a CSV, Parquet or JSON file into a warehouse table."""
+    from brickyard.sql.duckdb import connect
+
+    readers = {
+        ".csv": "read_csv_auto",
+        ".parquet": "read_parquet",
+        ".json": "read_json_auto",
+        ".jsonl": "read_json_auto",
+    }
+    reader = readers.get(file.suffix.lower())
+    if reader is None:
+        raise typer.BadParameter(f"cannot load {file.suffix or 'this file'}: use one of {', '.join(readers)}")
+    if not file.exists():
+        raise typer.BadParameter(f"{file} does not exist")
+    if not table.replace("_", "").isalnum():
+        raise typer.BadParameter("table names are letters, digits and underscores")
+    with connect(_workspace(workspace)) as con:
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {reader}(?)", [str(file)])
+        (count,) = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    out.print(f"loaded {count:,} rows into {table}")
+
+
 @app.command()
 def demo(
     rows: Annotated[int, typer.Option(help="review snippets to classify")] = 300,
@@ -234,4 +340,11 @@ def main() -> None:
         app()
     except BrickyardError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(1)
+    except Exception as exc:
+        if not type(exc).__module__.lstrip("_").startswith("duckdb"):
+            raise
+        # DuckDB wraps an error raised inside an AI function; show the message, not the stack.
+        message = str(exc).split("\n\nAt:")[0].replace("Python exception occurred while executing the UDF: ", "")
+        err.print(f"[red]error:[/] {escape(message)}", highlight=False)
         sys.exit(1)

@@ -95,6 +95,9 @@ class Settings(_Strict):
     endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
     aliases: dict[str, str] = Field(default_factory=dict)
     budgets: list[BudgetConfig] = Field(default_factory=list)
+    functions: dict[str, str] = Field(
+        default_factory=dict, description='AI function name → endpoint, e.g. ai_classify = "gemma3"'
+    )
 
     @model_validator(mode="after")
     def _references_exist(self) -> Settings:
@@ -108,6 +111,11 @@ class Settings(_Strict):
         for alias, target in self.aliases.items():
             if target not in names and ":" not in target:
                 raise _RefError(f"aliases.{alias}", target)
+        for function, target in self.functions.items():
+            if not function.startswith("ai_") and function != "vector_search":
+                raise ValueError(f"[functions] `{function}` is not an AI function name (they start with ai_)")
+            if target not in names and ":" not in target and not target.startswith("agent:"):
+                raise _RefError(f"functions.{function}", target)
         for i, budget in enumerate(self.budgets):
             if budget.endpoint and budget.endpoint not in names:
                 raise _RefError(f"budgets[{i}].endpoint", budget.endpoint)
@@ -225,6 +233,11 @@ context_per_slot = 2048   # context window of each slot, in tokens
 
 [aliases]
 # fast = "gpt-5-mini"
+
+# Which endpoint each AI function uses in SQL when the call names none (default: [defaults]):
+[functions]
+# ai_classify = "gemma3"
+# ai_summarize = "gpt-5-mini"
 
 # USD budgets per endpoint or per tag, over a day or a month:
 # [[budgets]]

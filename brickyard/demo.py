@@ -36,8 +36,8 @@ def run_demo(workspace: Workspace, *, rows: int, endpoints: list[str], console: 
                 started = time.perf_counter()
                 outcome = await classify(texts, list(LABELS), model, tag="demo")
                 elapsed = time.perf_counter() - started
-                report = outcome.report
-                correct = sum(p == g for p, g in zip(outcome.labels, gold, strict=True))
+                report = outcome.reports[0]
+                correct = sum(p == g for p, g in zip(outcome.values, gold, strict=True))
                 table.add_row(
                     endpoint,
                     model.name,

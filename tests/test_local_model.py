@@ -67,10 +67,10 @@ async def test_identical_prompts_hit_the_cache(ws: Workspace) -> None:
 async def test_classify_answers_within_the_label_set(ws: Workspace) -> None:
     texts = ["A joyous, moving film.", None, "Dull and far too long.", "A joyous, moving film."]
     outcome = await classify(texts, ["fresh", "rotten"], ws.model("smollm2"), progress=False)
-    assert outcome.labels[1] is None and outcome.errors[1] is None  # NULL in, NULL out, no call
-    assert all(label in {"fresh", "rotten"} for i, label in enumerate(outcome.labels) if i != 1)
-    assert outcome.labels[0] == outcome.labels[3]
-    assert outcome.report.distinct == 2  # the repeated text was sent once
+    assert outcome.values[1] is None and outcome.errors[1] is None  # NULL in, NULL out, no call
+    assert all(label in {"fresh", "rotten"} for i, label in enumerate(outcome.values) if i != 1)
+    assert outcome.values[0] == outcome.values[3]
+    assert outcome.reports[0].distinct == 2  # the repeated text was sent once
 
 
 async def test_streaming_yields_pieces(ws: Workspace) -> None:

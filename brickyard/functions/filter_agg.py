@@ -1,0 +1,110 @@
+"""`ai_filter` (a yes/no judgement usable in WHERE and JOIN ON) and `ai_agg` (map-reduce over many rows)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from brickyard._errors import InvalidRequestError
+from brickyard.functions._rows import DATA_RULE, Outcome, delimited, is_null, run_rows
+from brickyard.functions.classify import classify
+from brickyard.models._types import ChatRequest, estimate_tokens
+from brickyard.models.base import Model
+
+AGG_CHUNK_TOKENS = 1200
+"""Input tokens per map/reduce call of `ai_agg`: fits the smallest bundled context with room to answer."""
+
+
+async def filter_(
+    predicate: str,
+    texts: Sequence[str | None],
+    model: Model,
+    *,
+    tag: str | None = None,
+    progress: bool | None = None,
+) -> Outcome[bool]:
+    """`ai_filter(predicate, content)`: True when the content satisfies the predicate."""
+    if is_null(predicate) or not str(predicate).strip():
+        raise InvalidRequestError("ai_filter: the predicate is empty. Fix: pass a condition such as 'is a complaint'")
+    outcome = await classify(
+        texts,
+        {"true": "the text satisfies the condition", "false": "the text does not satisfy the condition"},
+        model,
+        instructions=f"Condition: {predicate}. Answer true if the text satisfies the condition, else false.",
+        tag=tag,
+        progress=progress,
+    )
+    errors = [e.replace("ai_classify", "ai_filter") if e else e for e in outcome.errors]
+    return Outcome([None if v is None else v == "true" for v in outcome.values], errors, outcome.reports)
+
+
+def _chunks(texts: Sequence[str], budget: int) -> list[list[str]]:
+    chunks: list[list[str]] = [[]]
+    used = 0
+    for text in texts:
+        cost = estimate_tokens(text) + 4
+        if chunks[-1] and used + cost > budget:
+            chunks.append([])
+            used = 0
+        if cost > budget:  # one very long text: keep its head, say so
+            text = text[: budget * 4] + " [truncated]"
+            cost = budget
+        chunks[-1].append(text)
+        used += cost
+    return [c for c in chunks if c]
+
+
+async def aggregate(
+    texts: Sequence[str | None],
+    instruction: str,
+    model: Model,
+    *,
+    chunk_tokens: int = AGG_CHUNK_TOKENS,
+    tag: str | None = None,
+    progress: bool | None = None,
+) -> str | None:
+    """`ai_agg(texts, instruction)`: one answer over all texts, however many, by map-reduce.
+
+    Texts are packed into chunks that fit the context; each chunk is answered (map); the partial
+    answers are packed and answered again (reduce) until one remains. NULL texts are skipped; no
+    text at all gives NULL.
+    """
+    if not instruction or not str(instruction).strip():
+        raise InvalidRequestError("ai_agg: the instruction is empty. Fix: e.g. 'Summarise the common complaints'")
+    items = [str(t) for t in texts if not is_null(t) and str(t).strip()]
+    if not items:
+        return None
+    level = 0
+    while True:
+        chunks = _chunks(items, chunk_tokens)
+        partial = level > 0
+        system = (
+            f"{instruction}\n"
+            + (
+                "The items are partial answers over parts of a larger set; combine them into one answer.\n"
+                if partial
+                else "Answer over all the items.\n"
+            )
+            + DATA_RULE
+        )
+        requests: list[ChatRequest | None] = [
+            ChatRequest(
+                messages=[
+                    {"role": "system", "content": system},
+                    {"role": "user", "content": delimited("\n".join(f"- {t}" for t in chunk))},
+                ],
+                temperature=0.0,
+                max_tokens=512,
+                tag=tag,
+            )
+            for chunk in chunks
+        ]
+        outcome = await run_rows("ai_agg", model, requests, lambda r: r.text.strip(), progress=progress)
+        failed = outcome.first_error()
+        if failed is not None:
+            raise InvalidRequestError(failed[1])
+        answers = [v for v in outcome.values if v is not None]
+        if len(answers) == 1 and len(chunks) == 1:
+            return answers[0]
+        items, level = answers, level + 1
+        if level > 8:
+            raise InvalidRequestError("ai_agg: the answers do not shrink. Fix: ask for a shorter answer")

@@ -1,0 +1,1 @@
+"""AI functions in SQL: the embedded DuckDB warehouse (`connect`) and Spark (`brickyard.sql.spark`)."""

@@ -1,0 +1,445 @@
+"""The engine-neutral side of AI functions in SQL: argument parsing, endpoint choice, cost caps, dry runs.
+
+DuckDB and Spark adapters hand columns (as Python lists) to a `FunctionBinding` method and get a
+list back. Rows that share their non-content arguments (labels, options, endpoint) are run together
+through the batch engine. In strict mode a failing row fails the query with a message naming the
+function, the row and the cause; `ai_query(..., failOnError => false)` returns the error per row.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from brickyard._errors import BrickyardError, InvalidRequestError, UserError
+from brickyard.batch import BatchEstimate, estimate_batch
+from brickyard.functions import (
+    Outcome,
+    aggregate,
+    analyze_sentiment,
+    classify,
+    embed,
+    extract,
+    filter_,
+    fix_grammar,
+    gen,
+    mask,
+    query,
+    similarity,
+    summarize,
+    translate,
+)
+from brickyard.functions._rows import is_null
+from brickyard.models._types import ChatRequest, ChatResult, EmbeddingResult, Usage
+from brickyard.models.base import Model, WrapperModel
+from brickyard.models.metering import Price
+from brickyard.sql._loop_thread import LoopThread
+from brickyard.workspace import Workspace
+
+EMBEDDING_FUNCTIONS = {"ai_embed", "ai_similarity", "vector_search"}
+
+
+class QueryCostCapError(BrickyardError):
+    """A query would cost more than its `--max-cost` cap."""
+
+
+class AIFunctionError(UserError):
+    """A row of an AI function failed and the query was strict."""
+
+
+@dataclass
+class QueryCap:
+    """A USD cap for one query, shared by every endpoint it calls."""
+
+    limit_usd: float
+    spent_usd: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class CappedModel(WrapperModel):
+    """Refuses a call that would take the query past its cost cap."""
+
+    def __init__(self, inner: Model, cap: QueryCap, price: Price) -> None:
+        super().__init__(inner)
+        self._cap, self._price = cap, price
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        estimate = self._price.estimate(request)
+        with self._cap.lock:
+            if self._cap.spent_usd + estimate > self._cap.limit_usd:
+                raise QueryCostCapError(
+                    f"the query reached its cost cap: {self._cap.spent_usd:.6g} USD spent of {self._cap.limit_usd:.6g} "
+                    f"and the next call would add about {estimate:.6g}. Fix: raise --max-cost, or run "
+                    "`brickyard sql --estimate` first"
+                )
+            self._cap.spent_usd += estimate  # held until the real cost is known
+        result = None
+        try:
+            result = await self.inner.complete(request)
+            return result
+        finally:
+            with self._cap.lock:
+                self._cap.spent_usd += (result.cost_usd if result is not None else 0.0) - estimate
+
+
+class RecordingModel(Model):
+    """Dry run: records the requests a query would send and answers nothing."""
+
+    supports_embeddings = True
+
+    def __init__(self, like: Model, sink: list[ChatRequest]) -> None:
+        self.name = like.name
+        self.supports_grammar = like.supports_grammar
+        self.supports_json_schema = like.supports_json_schema
+        self.max_concurrency = 64
+        self._sink = sink
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        self._sink.append(request)
+        raise _DryRun
+
+    async def embed(self, texts: list[str]) -> EmbeddingResult:
+        self._sink.extend(ChatRequest.from_prompt(t, max_tokens=1) for t in texts)
+        return EmbeddingResult(vectors=[[0.0] for _ in texts], model=self.name, usage=Usage())
+
+
+class _DryRun(BrickyardError):
+    """Raised by `RecordingModel` in place of an answer."""
+
+
+@dataclass(frozen=True)
+class QueryEstimate:
+    """What a query would send, per endpoint, before anything runs."""
+
+    per_endpoint: dict[str, BatchEstimate]
+
+    @property
+    def calls(self) -> int:
+        return sum(e.calls for e in self.per_endpoint.values())
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(e.cost_usd for e in self.per_endpoint.values())
+
+    @property
+    def input_tokens(self) -> int:
+        return sum(e.input_tokens for e in self.per_endpoint.values())
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(e.output_tokens for e in self.per_endpoint.values())
+
+
+class FunctionBinding:
+    """AI functions over columns for one workspace; owned by one SQL connection or Spark worker."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        progress: bool | None = False,
+        max_cost_usd: float | None = None,
+        dry_run: bool = False,
+    ) -> None:
+        self.workspace = workspace
+        self.progress = progress
+        self.dry_run = dry_run
+        self.cap = QueryCap(max_cost_usd) if max_cost_usd is not None else None
+        self.recorded: dict[str, list[ChatRequest]] = defaultdict(list)
+        self._models: dict[str, Model] = {}
+        self._loop = LoopThread()
+
+    # -- models ---------------------------------------------------------------------------------
+    def endpoint_for(self, function: str, endpoint: str | None = None) -> str:
+        """The endpoint named in the call, else `[functions]` in brickyard.toml, else the default."""
+        if endpoint:
+            return endpoint
+        settings = self.workspace.settings
+        if function in settings.functions:
+            return settings.functions[function]
+        return settings.defaults.embedding if function in EMBEDDING_FUNCTIONS else settings.defaults.chat
+
+    def model(self, function: str, endpoint: str | None = None) -> Model:
+        name = self.endpoint_for(function, endpoint)
+        if name.startswith("agent:"):
+            raise UserError(f"{function}: agents ({name}) are not available yet. Fix: name an endpoint")
+        if name not in self._models:
+            model = self.workspace.registry.get(name)
+            if self.dry_run:
+                model = RecordingModel(model, self.recorded[name])
+            elif self.cap is not None:
+                model = CappedModel(model, self.cap, self.workspace.registry.price(name))
+            self._models[name] = model
+        return self._models[name]
+
+    def estimate(self) -> QueryEstimate:
+        """After a dry run: the calls, tokens and USD the query would cost (cache hits excluded)."""
+        registry = self.workspace.registry
+        return QueryEstimate(
+            {
+                name: estimate_batch(
+                    requests, price=registry.price(name), endpoint=registry.canonical(name), store=self.workspace.store
+                )
+                for name, requests in self.recorded.items()
+            }
+        )
+
+    def close(self) -> None:
+        self._loop.run(self.workspace.aclose())
+        self._loop.close()
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _run(self, coro: Coroutine[Any, Any, Outcome[Any]]) -> Outcome[Any]:
+        return self._loop.run(coro)
+
+    def _finish(
+        self, function: str, outcome: Outcome[Any], *, strict: bool = True, placeholder: Any = None
+    ) -> list[Any]:
+        if self.dry_run:
+            return [placeholder] * len(outcome.values)
+        failed = outcome.first_error()
+        if strict and failed is not None:
+            index, message = failed
+            fix = "" if "Fix:" in message else " Fix: correct the input, or use ai_query(..., failOnError => false)"
+            raise AIFunctionError(f"{message} (row {index + 1} of this batch).{fix}")
+        return outcome.values
+
+    def _grouped(
+        self,
+        function: str,
+        keys: Sequence[Any],
+        run: Callable[[Any, list[int]], Outcome[Any]],
+        contents: Sequence[Any] | None = None,
+    ) -> Outcome[Any]:
+        """Run `run(key, indices)` once per distinct key and scatter the results back in order.
+
+        An error about a group's arguments goes to each of its rows, except rows whose content is
+        NULL: NULL in, NULL out.
+        """
+        groups: dict[str, tuple[Any, list[int]]] = {}
+        for index, key in enumerate(keys):
+            marker = json.dumps(key, sort_keys=True, default=str)
+            groups.setdefault(marker, (key, []))[1].append(index)
+        values: list[Any] = [None] * len(keys)
+        errors: list[str | None] = [None] * len(keys)
+        reports = []
+        for key, indices in groups.values():
+            try:
+                outcome = run(key, indices)
+            except _DryRun:
+                continue
+            except BrickyardError as exc:  # a bad argument for this group: every row of it carries it
+                for i in indices:
+                    if contents is None or not is_null(contents[i]):
+                        errors[i] = f"{function}: {exc}" if not str(exc).startswith(function) else str(exc)
+                continue
+            reports.extend(outcome.reports)
+            for i, value, error in zip(indices, outcome.values, outcome.errors, strict=True):
+                values[i], errors[i] = value, error
+        return Outcome(values, errors, reports)
+
+    # -- functions ------------------------------------------------------------------------------
+    def ai_query(
+        self,
+        endpoints: Sequence[str | None],
+        requests: Sequence[str | None],
+        model_parameters: Sequence[str | None],
+        response_formats: Sequence[str | None],
+        *,
+        fail_on_error: bool = True,
+    ) -> tuple[list[str | None], list[str | None]]:
+        """Answers (and per-row errors when not failing on error)."""
+        keys = list(zip(endpoints, model_parameters, response_formats, strict=True))
+
+        def run(key: Any, idx: list[int]) -> Outcome[Any]:
+            endpoint, params, fmt = key
+            if is_null(endpoint) or not str(endpoint).strip():
+                raise InvalidRequestError("the endpoint is NULL or empty. Fix: name an endpoint from brickyard.toml")
+            return self._run(
+                query(
+                    [requests[i] for i in idx],
+                    self.model("ai_query", endpoint),
+                    model_parameters=params,
+                    response_format=fmt,
+                    tag="sql",
+                    progress=self.progress,
+                )
+            )
+
+        outcome = self._grouped("ai_query", keys, run, requests)
+        if fail_on_error:
+            return self._finish("ai_query", outcome), [None] * len(keys)
+        if self.dry_run:
+            return [None] * len(keys), [None] * len(keys)
+        return outcome.values, outcome.errors
+
+    def ai_classify(
+        self, contents: Sequence[str | None], labels: Sequence[str | None], options: Sequence[str | None]
+    ) -> list[str | None]:
+        def run(key: Any, idx: list[int]) -> Outcome[Any]:
+            label_json, opts = key
+            parsed = _options(opts, {"instructions", "multilabel"}, "ai_classify")
+            multilabel = str(parsed.get("multilabel", "false")).lower() in ("true", "1")
+            outcome = self._run(
+                classify(
+                    [contents[i] for i in idx],
+                    _labels(label_json, "ai_classify"),
+                    self.model("ai_classify"),
+                    instructions=parsed.get("instructions"),
+                    multilabel=multilabel,
+                    tag="sql",
+                    progress=self.progress,
+                )
+            )
+            if multilabel:
+                outcome.values = [None if v is None else json.dumps(v) for v in outcome.values]
+            return outcome
+
+        return self._finish(
+            "ai_classify", self._grouped("ai_classify", list(zip(labels, options, strict=True)), run, contents)
+        )
+
+    def ai_extract(self, contents: Sequence[str | None], labels: Sequence[str | None]) -> list[str | None]:
+        def run(key: Any, idx: list[int]) -> Outcome[Any]:
+            target = _labels(key, "ai_extract")
+            outcome = self._run(
+                extract([contents[i] for i in idx], target, self.model("ai_extract"), tag="sql", progress=self.progress)
+            )
+            outcome.values = [None if v is None else json.dumps(v, ensure_ascii=False) for v in outcome.values]
+            return outcome
+
+        return self._finish("ai_extract", self._grouped("ai_extract", list(labels), run, contents))
+
+    def _text_function(
+        self,
+        function: str,
+        contents: Sequence[str | None],
+        keys: Sequence[Any],
+        call: Callable[[list[str | None], Any, Model], Coroutine[Any, Any, Outcome[Any]]],
+    ) -> list[Any]:
+        def run(key: Any, idx: list[int]) -> Outcome[Any]:
+            return self._run(call([contents[i] for i in idx], key, self.model(function)))
+
+        return self._finish(function, self._grouped(function, list(keys), run, contents))
+
+    def ai_summarize(self, contents: Sequence[str | None], max_words: Sequence[int | None]) -> list[Any]:
+        return self._text_function(
+            "ai_summarize",
+            contents,
+            [50 if is_null(m) else int(m) for m in max_words],  # type: ignore[arg-type]
+            lambda texts, words, model: summarize(texts, model, max_words=words, tag="sql", progress=self.progress),
+        )
+
+    def ai_translate(self, contents: Sequence[str | None], to_langs: Sequence[str | None]) -> list[Any]:
+        return self._text_function(
+            "ai_translate",
+            contents,
+            to_langs,
+            lambda texts, lang, model: translate(texts, lang, model, tag="sql", progress=self.progress),
+        )
+
+    def ai_fix_grammar(self, contents: Sequence[str | None]) -> list[Any]:
+        return self._text_function(
+            "ai_fix_grammar",
+            contents,
+            [None] * len(contents),
+            lambda texts, _, model: fix_grammar(texts, model, tag="sql", progress=self.progress),
+        )
+
+    def ai_gen(self, prompts: Sequence[str | None]) -> list[Any]:
+        return self._text_function(
+            "ai_gen",
+            prompts,
+            [None] * len(prompts),
+            lambda texts, _, model: gen(texts, model, tag="sql", progress=self.progress),
+        )
+
+    def ai_mask(self, contents: Sequence[str | None], labels: Sequence[str | None]) -> list[Any]:
+        return self._text_function(
+            "ai_mask",
+            contents,
+            labels,
+            lambda texts, label_json, model: mask(
+                texts, _string_list(label_json, "ai_mask"), model, tag="sql", progress=self.progress
+            ),
+        )
+
+    def ai_analyze_sentiment(self, contents: Sequence[str | None]) -> list[Any]:
+        return self._text_function(
+            "ai_analyze_sentiment",
+            contents,
+            [None] * len(contents),
+            lambda texts, _, model: analyze_sentiment(texts, model, tag="sql", progress=self.progress),
+        )
+
+    def ai_filter(self, predicates: Sequence[str | None], contents: Sequence[str | None]) -> list[Any]:
+        def run(key: Any, idx: list[int]) -> Outcome[Any]:
+            return self._run(
+                filter_(key, [contents[i] for i in idx], self.model("ai_filter"), tag="sql", progress=self.progress)
+            )
+
+        # A dry run lets every row through, so the estimate covers what comes after the filter.
+        return self._finish("ai_filter", self._grouped("ai_filter", list(predicates), run, contents), placeholder=True)
+
+    def ai_agg(self, texts: Sequence[str | None], instruction: str) -> str | None:
+        model = self.model("ai_agg")
+        try:
+            return self._loop.run(aggregate(texts, instruction, model, tag="sql", progress=self.progress))
+        except _DryRun:
+            return None
+
+    def ai_embed(self, contents: Sequence[str | None], endpoints: Sequence[str | None]) -> list[Any]:
+        def run(key: Any, idx: list[int]) -> Outcome[Any]:
+            return self._run(embed([contents[i] for i in idx], self.model("ai_embed", key)))
+
+        return self._finish("ai_embed", self._grouped("ai_embed", list(endpoints), run, contents))
+
+    def ai_similarity(self, left: Sequence[str | None], right: Sequence[str | None]) -> list[Any]:
+        outcome = self._run(similarity(left, right, self.model("ai_similarity")))
+        return self._finish("ai_similarity", outcome)
+
+
+def _options(raw: str | None, allowed: set[str], function: str) -> dict[str, Any]:
+    if is_null(raw) or raw in ("", "null"):
+        return {}
+    assert raw is not None
+    try:
+        value = json.loads(raw)
+        if isinstance(value, str):
+            value = json.loads(value)
+    except json.JSONDecodeError:
+        raise InvalidRequestError("options must be a struct or map, e.g. {'instructions': '...'}") from None
+    if not isinstance(value, dict):
+        raise InvalidRequestError("options must be a struct or map, e.g. {'multilabel': true}")
+    unknown = set(value) - allowed
+    if unknown:
+        raise InvalidRequestError(f"unknown option(s) {sorted(unknown)}. Fix: use some of {sorted(allowed)}")
+    return value
+
+
+def _labels(raw: str | None, function: str) -> Any:
+    if is_null(raw):
+        raise InvalidRequestError("labels is NULL. Fix: pass an array of labels or a JSON object")
+    assert raw is not None
+    try:
+        value = json.loads(raw)
+        if isinstance(value, str):  # a JSON object given as a string literal
+            value = json.loads(value)
+    except json.JSONDecodeError:
+        raise InvalidRequestError(
+            "labels must be an array (ARRAY['a', 'b']) or a JSON object of label → description"
+        ) from None
+    if not isinstance(value, (list, dict)):
+        raise InvalidRequestError("labels must be an array (ARRAY['a', 'b']) or a JSON object")
+    return value
+
+
+def _string_list(raw: str | None, function: str) -> list[str]:
+    value = _labels(raw, function)
+    if isinstance(value, dict):
+        return [str(k) for k in value]
+    return [str(v) for v in value]
