@@ -20,8 +20,9 @@ import httpx
 import openai
 
 from bench.common import free_port, fresh_workspace, save
+from brickyard import BrickyardError, ChatResult
 from brickyard.datasets.rotten_tomatoes import LABELS, rotten_tomatoes
-from brickyard.functions.classify import classify, classify_requests
+from brickyard.functions.classify import classify, classify_requests, parse_label
 from brickyard.models import catalog
 from brickyard.models.local import LocalModel
 
@@ -36,6 +37,16 @@ def _accuracy(predicted: list[str | None], gold: list[str]) -> float:
 def _label_from_text(text: str) -> str | None:
     found = [label for label in LABELS if label in text.lower()]
     return found[0] if len(found) == 1 else None
+
+
+def _label_from_raw(answer: dict[str, Any]) -> str | None:
+    """Read a raw engine answer the way `classify` does (a one-token answer names a label by prefix)."""
+    choice = answer["choices"][0]
+    result = ChatResult(text=choice["message"]["content"], model="raw", finish_reason=choice["finish_reason"])
+    try:
+        return parse_label(result, list(LABELS))
+    except BrickyardError:
+        return None
 
 
 def _server(path: str, *, port: int | None = None) -> Any:
@@ -87,7 +98,7 @@ def run(rows: int = 500) -> dict[str, Any]:
     with ThreadPoolExecutor(PARALLEL) as pool:
         answers = list(pool.map(server.handle_chat_completions, payloads))
     elapsed = time.perf_counter() - started
-    raw_labels = [_label_from_text(a["choices"][0]["message"]["content"]) for a in answers]
+    raw_labels = [_label_from_raw(a) for a in answers]
     figures["raw_engine"] = {"rows_per_s": rows / elapsed, "accuracy": _accuracy(raw_labels, gold), "seconds": elapsed}
     del server
 

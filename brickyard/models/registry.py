@@ -69,6 +69,9 @@ class Registry:
         self._prebuilt: dict[str, Model] = {}
         self._extra_configs: dict[str, EndpointConfig] = {}
         self.budgets = BudgetBook(store, settings.budgets)
+        self.gateway_base_url: str | None = None
+        """When set, a name that is not configured here is an endpoint of this OpenAI-compatible gateway."""
+        self.gateway_key_env: str | None = None
 
     # -- names ----------------------------------------------------------------------------------
     @property
@@ -99,6 +102,11 @@ class Registry:
         if ":" in name:
             parse_model_id(name)
             return EndpointConfig(model=name)
+        if self.gateway_base_url:
+            key_env = self.gateway_key_env if self.gateway_key_env and self.gateway_key_env in self._env else None
+            return EndpointConfig(
+                model=f"openai:{name}", base_url=self.gateway_base_url, api_key_env=key_env, cache=False
+            )
         known = [*self.endpoint_names(), *self.settings.aliases]
         close = difflib.get_close_matches(name, known, n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ""
@@ -113,9 +121,15 @@ class Registry:
 
     # -- building -------------------------------------------------------------------------------
     def register(self, name: str, model: Model, config: EndpointConfig | None = None) -> Model:
-        """Serve an already-built model (e.g. a `FakeModel`) as endpoint `name`, with every wrapper."""
+        """Serve an already-built model (e.g. a `FakeModel`) as endpoint `name`, with every wrapper.
+
+        Without `config`, the endpoint's configuration in brickyard.toml (if any) still applies.
+        """
         self._prebuilt[name] = model
-        self._extra_configs[name] = config or EndpointConfig(model=model.name if ":" in model.name else f"x:{name}")
+        if config is None:  # keep the endpoint's configured price, limits and fallbacks, if any
+            known = self._extra_configs.get(name) or self.settings.endpoints.get(name)
+            config = known or EndpointConfig(model=model.name if ":" in model.name else f"x:{name}")
+        self._extra_configs[name] = config
         self._models.pop(name, None)
         return self.get(name)
 

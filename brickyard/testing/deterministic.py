@@ -52,10 +52,7 @@ def value_for(schema: dict[str, Any], text: str) -> Any:
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object":
-        return {
-            name: value_for(sub, f"{name}:{text}" if sub.get("enum") else text)
-            for name, sub in schema.get("properties", {}).items()
-        }
+        return {name: value_for(sub, text) for name, sub in schema.get("properties", {}).items()}
     if kind == "array":
         return [value_for(schema.get("items", {"type": "string"}), text)]
     if kind == "integer":

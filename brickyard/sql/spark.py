@@ -1,0 +1,177 @@
+"""The same AI functions on Apache Spark, as pandas (Arrow) UDFs.
+
+`register(spark, target)` registers every function on a `SparkSession`. `target` is either a
+workspace folder (each executor runs the models itself, reading the same `brickyard.toml`), or the
+URL of a brickyard gateway / any OpenAI-compatible server (`http://host:port/v1`): executors then
+send every call there, so rate limits and budgets are enforced in one place for the whole cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from brickyard._errors import MissingExtraError
+from brickyard.sql.binding import FunctionBinding
+from brickyard.workspace import Workspace
+
+GATEWAY_KEY_ENV = "BRICKYARD_GATEWAY_KEY"
+
+# One binding per executor Python process and target, built on first use: a Spark worker is a
+# long-lived process that serves many batches, and loading a model per batch would dominate.
+_WORKER_BINDINGS: dict[str, FunctionBinding] = {}
+
+
+def _binding(target: str, default_endpoint: str | None) -> FunctionBinding:
+    key = f"{target}|{default_endpoint}"
+    if key not in _WORKER_BINDINGS:
+        _WORKER_BINDINGS[key] = FunctionBinding(_worker_workspace(target, default_endpoint))
+    return _WORKER_BINDINGS[key]
+
+
+def _worker_workspace(target: str, default_endpoint: str | None) -> Workspace:
+    if not target.startswith(("http://", "https://")):
+        return Workspace(target)
+    # Gateway mode: a private workspace whose endpoints are all the gateway's, by name.
+    home = Path(tempfile.mkdtemp(prefix="brickyard-spark-"))
+    chat = default_endpoint or "default"
+    (home / "brickyard.toml").write_text(
+        f'[defaults]\nchat = "{chat}"\nembedding = "{chat}"\n'
+        f'[endpoints."{chat}"]\nmodel = "openai:{chat}"\nbase_url = "{target}"\ncache = false\n'
+    )
+    workspace = Workspace(home)
+    workspace.registry.gateway_base_url = target
+    workspace.registry.gateway_key_env = GATEWAY_KEY_ENV
+    return workspace
+
+
+def _pyspark() -> Any:
+    try:
+        import pandas  # noqa: F401
+        import pyspark.sql.functions as functions
+    except ImportError as exc:
+        raise MissingExtraError(exc.name or "pyspark", "spark") from exc
+    return functions
+
+
+def register(spark: Any, target: str | Path | Workspace, *, default_endpoint: str | None = None) -> list[str]:
+    """Register the AI functions on `spark`; returns their names.
+
+    Spark's Python UDFs take positional arguments: optional ones are separate names
+    (`ai_summarize(content)` and `ai_summarize(content, max_words)` both work because the UDF has a
+    default; named arguments `max_words => 10` work on Spark 4).
+    """
+    functions = _pyspark()
+    import pandas as pd
+
+    pandas_udf = functions.pandas_udf
+    if isinstance(target, Workspace):
+        target = str(target.path)
+    target = str(Path(target).resolve()) if not str(target).startswith(("http://", "https://")) else str(target)
+    spark.conf.set("spark.sql.execution.pythonUDF.arrow.enabled", "true")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+    def b() -> FunctionBinding:
+        return _binding(target, default_endpoint)
+
+    def col(series: Any) -> list[Any]:
+        return [None if v is None or (isinstance(v, float) and v != v) else v for v in series.tolist()]
+
+    def labels_json(series: Any) -> list[str | None]:
+        out: list[str | None] = []
+        for v in series.tolist():
+            if v is None:
+                out.append(None)
+            elif isinstance(v, (str, dict)):
+                out.append(json.dumps(v))
+            else:
+                out.append(json.dumps([str(x) for x in list(v)]))
+        return out
+
+    def const(value: Any, n: int) -> list[Any]:
+        return [value] * n
+
+    @pandas_udf("string")
+    def ai_query(endpoint: pd.Series, request: pd.Series) -> pd.Series:
+        values, _ = b().ai_query(col(endpoint), col(request), const(None, len(request)), const(None, len(request)))
+        return pd.Series(values, dtype=object)
+
+    @pandas_udf("string")
+    def ai_query_format(endpoint: pd.Series, request: pd.Series, response_format: pd.Series) -> pd.Series:
+        values, _ = b().ai_query(col(endpoint), col(request), const(None, len(request)), col(response_format))
+        return pd.Series(values, dtype=object)
+
+    @pandas_udf("result string, errorMessage string")
+    def ai_query_safe(endpoint: pd.Series, request: pd.Series) -> pd.DataFrame:
+        values, errors = b().ai_query(
+            col(endpoint), col(request), const(None, len(request)), const(None, len(request)), fail_on_error=False
+        )
+        return pd.DataFrame({"result": values, "errorMessage": errors})
+
+    @pandas_udf("string")
+    def ai_classify(content: pd.Series, labels: pd.Series) -> pd.Series:
+        return pd.Series(b().ai_classify(col(content), labels_json(labels), const(None, len(content))), dtype=object)
+
+    @pandas_udf("string")
+    def ai_extract(content: pd.Series, labels: pd.Series) -> pd.Series:
+        return pd.Series(b().ai_extract(col(content), labels_json(labels)), dtype=object)
+
+    @pandas_udf("string")
+    def ai_summarize(content: pd.Series, max_words: pd.Series) -> pd.Series:
+        return pd.Series(b().ai_summarize(col(content), col(max_words)), dtype=object)
+
+    @pandas_udf("string")
+    def ai_translate(content: pd.Series, to_lang: pd.Series) -> pd.Series:
+        return pd.Series(b().ai_translate(col(content), col(to_lang)), dtype=object)
+
+    @pandas_udf("string")
+    def ai_fix_grammar(content: pd.Series) -> pd.Series:
+        return pd.Series(b().ai_fix_grammar(col(content)), dtype=object)
+
+    @pandas_udf("string")
+    def ai_gen(prompt: pd.Series) -> pd.Series:
+        return pd.Series(b().ai_gen(col(prompt)), dtype=object)
+
+    @pandas_udf("string")
+    def ai_mask(content: pd.Series, labels: pd.Series) -> pd.Series:
+        return pd.Series(b().ai_mask(col(content), labels_json(labels)), dtype=object)
+
+    @pandas_udf("string")
+    def ai_analyze_sentiment(content: pd.Series) -> pd.Series:
+        return pd.Series(b().ai_analyze_sentiment(col(content)), dtype=object)
+
+    @pandas_udf("float")
+    def ai_similarity(a: pd.Series, c: pd.Series) -> pd.Series:
+        return pd.Series(b().ai_similarity(col(a), col(c)), dtype=object).astype("float32")
+
+    @pandas_udf("boolean")
+    def ai_filter(predicate: pd.Series, content: pd.Series) -> pd.Series:
+        return pd.Series(b().ai_filter(col(predicate), col(content)), dtype=object)
+
+    @pandas_udf("array<float>")
+    def ai_embed(content: pd.Series) -> pd.Series:
+        return pd.Series(b().ai_embed(col(content), const(None, len(content))), dtype=object)
+
+    udfs = {
+        "ai_query": ai_query,
+        "ai_query_format": ai_query_format,
+        "ai_query_safe": ai_query_safe,
+        "ai_classify": ai_classify,
+        "ai_extract": ai_extract,
+        "ai_summarize": ai_summarize,
+        "ai_translate": ai_translate,
+        "ai_fix_grammar": ai_fix_grammar,
+        "ai_gen": ai_gen,
+        "ai_mask": ai_mask,
+        "ai_analyze_sentiment": ai_analyze_sentiment,
+        "ai_similarity": ai_similarity,
+        "ai_filter": ai_filter,
+        "ai_embed": ai_embed,
+    }
+    for name, fn in udfs.items():
+        spark.udf.register(name, fn)
+    return sorted(udfs)
