@@ -77,10 +77,13 @@ class Workspace:
         return self.registry.get(name or self.settings.defaults.chat)
 
     async def aclose(self) -> None:
-        if "registry" in self.__dict__:
-            await self.registry.aclose()
-        if "store" in self.__dict__:
-            self.store.close()
+        """Close models and the ledger; the workspace reopens them if used again."""
+        registry = self.__dict__.pop("registry", None)
+        if registry is not None:
+            await registry.aclose()
+        store = self.__dict__.pop("store", None)
+        if store is not None:
+            store.close()
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.path)!r})"

@@ -224,9 +224,7 @@ async def test_tool_call_in_openai_shape(replay: Replay, model: AnthropicModel) 
             "parameters": recorded_tool["input_schema"],
         },
     }
-    request = ChatRequest.from_prompt(
-        "What's the weather in Paris right now?", tools=[openai_tool], tool_choice="auto"
-    )
+    request = ChatRequest.from_prompt("What's the weather in Paris right now?", tools=[openai_tool], tool_choice="auto")
     result = await model.complete(request)
     sent = assert_same_request(replay, cassette)
     assert sent["body"]["tools"] == [recorded_tool]
@@ -246,9 +244,7 @@ async def test_tool_call_in_openai_shape(replay: Replay, model: AnthropicModel) 
 
 
 @pytest.mark.asyncio
-async def test_tool_conversation_becomes_tool_use_and_tool_result(
-    replay: Replay, model: AnthropicModel
-) -> None:
+async def test_tool_conversation_becomes_tool_use_and_tool_result(replay: Replay, model: AnthropicModel) -> None:
     cassette = replay.serve("tool_result_followup")
     schema = cassette["request"]["body"]["tools"][0]["input_schema"]
     tool = {
@@ -288,9 +284,7 @@ async def test_tool_conversation_becomes_tool_use_and_tool_result(
 @pytest.mark.asyncio
 async def test_stream_yields_text_in_order(replay: Replay, model: AnthropicModel) -> None:
     cassette = replay.serve("stream_text")
-    pieces = [
-        piece async for piece in model.stream(ChatRequest.from_prompt("Say hello to Ada.", max_tokens=64))
-    ]
+    pieces = [piece async for piece in model.stream(ChatRequest.from_prompt("Say hello to Ada.", max_tokens=64))]
     sent = assert_same_request(replay, cassette)
     assert sent["body"]["stream"] is True
     assert pieces == ["Hello", ", Ada", "! Nice to meet you."]
@@ -413,9 +407,7 @@ async def test_refused_key(replay: Replay, model: AnthropicModel) -> None:
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("name", ["unauthorized_401", "invalid_request_400", "overloaded_529"])
-async def test_key_echoed_by_the_upstream_is_scrubbed(
-    replay: Replay, model: AnthropicModel, name: str
-) -> None:
+async def test_key_echoed_by_the_upstream_is_scrubbed(replay: Replay, model: AnthropicModel, name: str) -> None:
     """A proxy that echoes the request's key (and any other sk-ant- key) never leaks it into an error."""
     response = load(name)["response"]
     response["body"]["error"]["message"] += f" (key {ECHO_KEY}, see also sk-ant-api03-Other_Key-123)"
@@ -456,9 +448,7 @@ async def test_connection_refused() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    closed = AnthropicModel(
-        MODEL, api_key=KEY, endpoint=ENDPOINT, base_url=f"http://127.0.0.1:{port}", timeout_s=1.0
-    )
+    closed = AnthropicModel(MODEL, api_key=KEY, endpoint=ENDPOINT, base_url=f"http://127.0.0.1:{port}", timeout_s=1.0)
     try:
         with pytest.raises(UpstreamTimeoutError) as caught:
             await closed.complete(prompt())
@@ -489,9 +479,7 @@ def test_create_without_a_key() -> None:
 
 @pytest.mark.asyncio
 async def test_create_builds_the_model(replay: Replay) -> None:
-    spec = ProviderSpec(
-        provider="anthropic", model=MODEL, endpoint=ENDPOINT, api_key=KEY, base_url=replay.url
-    )
+    spec = ProviderSpec(provider="anthropic", model=MODEL, endpoint=ENDPOINT, api_key=KEY, base_url=replay.url)
     built = PROVIDER.create(spec)
     try:
         assert isinstance(built, AnthropicModel)

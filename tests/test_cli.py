@@ -67,9 +67,15 @@ def test_ask_streams_the_answer_and_usage_records_it(home: Path) -> None:
     rows = json.loads(run("usage", "--by", "endpoint,tag", "--json", home=home).stdout)
     assert rows == [
         {
-            "endpoint": "echo", "tag": "cli", "calls": 1, "errors": 0, "cache_hits": 0,
-            "input_tokens": rows[0]["input_tokens"], "output_tokens": rows[0]["output_tokens"],
-            "cost_usd": rows[0]["cost_usd"], "latency_s_avg": rows[0]["latency_s_avg"],
+            "endpoint": "echo",
+            "tag": "cli",
+            "calls": 1,
+            "errors": 0,
+            "cache_hits": 0,
+            "input_tokens": rows[0]["input_tokens"],
+            "output_tokens": rows[0]["output_tokens"],
+            "cost_usd": rows[0]["cost_usd"],
+            "latency_s_avg": rows[0]["latency_s_avg"],
         }
     ]
     expected = (rows[0]["input_tokens"] * 1.0 + rows[0]["output_tokens"] * 2.0) / 1e6

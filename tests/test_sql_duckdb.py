@@ -241,3 +241,82 @@ def test_max_cost_stops_a_runaway_query(ws: Workspace) -> None:
     # The query stopped early; what it spent past the cap is at most the calls that were in flight.
     per_call_max = 0.0002 / 10
     assert cap.spent_usd <= cap.limit_usd + 8 * per_call_max
+
+
+@pytest.mark.local_model
+def test_every_function_with_the_real_local_model_has_the_right_shape(tmp_path: Path, smollm2_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "real")
+    ws.config_path.write_text(f'[local]\nmodels_dir = "{smollm2_path.parent}"\nparallel = 2\ncontext_per_slot = 1024\n')
+    with connect(Workspace(ws.path)) as con:
+        con.execute("CREATE TABLE r AS SELECT * FROM (VALUES (1, 'A moving film.'), (2, NULL)) v(id, txt)")
+        row = con.sql(
+            "SELECT ai_classify(txt, ARRAY['fresh', 'rotten']), ai_extract(txt, ARRAY['film', 'person']), "
+            "ai_query('smollm2', 'Name a film: ' || txt, responseFormat => 'STRUCT<title: STRING, year: INT>', "
+            "modelParameters => {'max_tokens': 60}), ai_filter('is positive', txt), "
+            "ai_summarize(txt, max_words => 5), ai_analyze_sentiment(txt), ai_similarity(txt, 'a touching movie'), "
+            "ai_embed(txt), ai_mask(txt, ARRAY['person']), ai_translate(txt, 'French'), ai_fix_grammar(txt) "
+            "FROM r ORDER BY id"
+        ).fetchall()
+        label, extracted, structured, keep, summary, sentiment, similarity, vector, masked, french, fixed = row[0]
+        assert label in ("fresh", "rotten")
+        assert set(extracted) == {"film", "person"}
+        assert all(v is None or isinstance(v, str) for v in extracted.values())
+        parsed = json.loads(structured)
+        assert isinstance(parsed["title"], str) and isinstance(parsed["year"], int)
+        assert isinstance(keep, bool)
+        assert isinstance(summary, str) and len(summary.split()) <= 5
+        assert sentiment in ("positive", "negative", "neutral", "mixed")
+        assert 0.0 <= similarity <= 1.0 and len(vector) == 384
+        assert isinstance(masked, str) and isinstance(french, str) and isinstance(fixed, str)
+        assert all(v is None for v in row[1])  # the NULL row: NULL everywhere, no call
+
+
+def test_databricks_documentation_examples_run_with_minimal_changes(con: Any) -> None:
+    """Examples from Databricks' AI Functions docs; the only edits: single-quoted strings, ARRAY[...] for
+    array(...), {'k': v} for named_struct(...). Named arguments with `=>` run as written."""
+    con.execute("CREATE TABLE research_papers AS SELECT 'Deep learning for tables. By Ada Lovelace.' AS abstract")
+    con.execute("CREATE TABLE customer_reviews AS SELECT 'The blender broke after a week.' AS review_text")
+    examples = {
+        "query": "SELECT ai_query('det', 'Describe Databricks SQL in 30 words.') AS summary",
+        "response_format": (
+            "SELECT ai_query('det', 'Extract research paper details from the following abstract: ' || abstract, "
+            "responseFormat => 'STRUCT<research_paper_extraction:STRUCT<title:STRING, authors:ARRAY<STRING>, "
+            "abstract:STRING, keywords:ARRAY<STRING>>>') FROM research_papers"
+        ),
+        "fail_on_error": (
+            "SELECT ai_query('det', review_text, failOnError => false) AS response FROM customer_reviews"
+        ),
+        "model_parameters": (
+            "SELECT ai_query('det', review_text, modelParameters => {'max_tokens': 256, 'temperature': 0.1}) "
+            "FROM customer_reviews"
+        ),
+        "classify": "SELECT ai_classify('My password is leaked.', ARRAY['urgent', 'not urgent'])",
+        "classify_descriptions": (
+            """SELECT ai_classify(review_text, '{"defect": "the product is broken", "delivery": "late or lost"}') """
+            "FROM customer_reviews"
+        ),
+        "extract": (
+            "SELECT ai_extract('John Doe lives in New York and works for Acme Corp.', "
+            "ARRAY['person', 'location', 'organization'])"
+        ),
+        "mask": (
+            "SELECT ai_mask('John Doe lives in New York. His email is john.doe@example.com.', ARRAY['person', 'email'])"
+        ),
+        "sentiment": "SELECT ai_analyze_sentiment('I am happy')",
+        "similarity": "SELECT ai_similarity('Apache Spark', 'Apache Spark')",
+        "summarize": "SELECT ai_summarize('Apache Spark is a unified analytics engine for large-scale data.', 5)",
+        "translate": "SELECT ai_translate('Hello, how are you?', 'es')",
+        "fix_grammar": "SELECT ai_fix_grammar('This sentence have some mistake')",
+        "gen": "SELECT ai_gen('Generate a concise, cheerful email title for a summer bike sale with 20% discount')",
+    }
+    results = {name: con.sql(sql).fetchone()[0] for name, sql in examples.items()}
+    paper = json.loads(results["response_format"])["research_paper_extraction"]
+    assert set(paper) == {"title", "authors", "abstract", "keywords"} and isinstance(paper["authors"], list)
+    assert set(results["fail_on_error"]) == {"result", "errorMessage"}
+    assert results["classify"] in ("urgent", "not urgent")
+    assert results["classify_descriptions"] in ("defect", "delivery")
+    assert set(results["extract"]) == {"person", "location", "organization"}
+    assert "[MASKED]" in results["mask"]
+    assert results["sentiment"] in ("positive", "negative", "neutral", "mixed")
+    assert results["similarity"] == pytest.approx(1.0, abs=1e-5)
+    assert all(isinstance(results[k], str) and results[k] for k in ("summarize", "translate", "fix_grammar", "gen"))

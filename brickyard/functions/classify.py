@@ -73,7 +73,13 @@ def classify_requests(
     if multilabel:
         schema = {
             "type": "object",
-            "properties": {"labels": {"type": "array", "items": {"type": "string", "enum": list(mapping)}}},
+            "properties": {
+                "labels": {
+                    "type": "array",
+                    "items": {"type": "string", "enum": list(mapping)},
+                    "maxItems": len(mapping),
+                }
+            },
             "required": ["labels"],
         }
         max_tokens = 16 + len(mapping) * (longest + 4)

@@ -21,7 +21,7 @@ def labels_schema(labels: Sequence[str]) -> dict[str, Any]:
         raise InvalidRequestError("ai_extract: labels repeat. Fix: give each label once")
     return {
         "type": "object",
-        "properties": {name: {"type": ["string", "null"]} for name in names},
+        "properties": {name: {"type": ["string", "null"], "maxLength": 300} for name in names},
         "required": names,
     }
 

@@ -8,25 +8,23 @@ from typing import Any
 
 from brickyard._errors import InvalidRequestError
 from brickyard.functions._rows import DATA_RULE, Outcome, delimited, is_null, run_rows
-from brickyard.models._types import ChatRequest, ChatResult
+from brickyard.models._types import ChatRequest, ChatResult, estimate_tokens
 from brickyard.models.base import Model
 
 MASK = "[MASKED]"
 
 
 def _text_requests(
-    texts: Sequence[str | None], system: str, *, max_tokens: int, tag: str | None, wrap: bool = True
+    texts: Sequence[str | None], system: str, *, max_tokens: int | None, tag: str | None
 ) -> list[ChatRequest | None]:
+    """One request per text; `max_tokens=None` sizes the answer to the text (rewrites are about as long)."""
     return [
         None
         if is_null(text) or not str(text).strip()
         else ChatRequest(
-            messages=[
-                {"role": "system", "content": system},
-                {"role": "user", "content": delimited(str(text)) if wrap else str(text)},
-            ],
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": delimited(str(text))}],
             temperature=0.0,
-            max_tokens=max_tokens,
+            max_tokens=max_tokens or min(4096, 2 * estimate_tokens(str(text)) + 32),
             tag=tag,
         )
         for text in texts
@@ -67,7 +65,7 @@ async def translate(
     if not to_lang or not str(to_lang).strip():
         raise InvalidRequestError("ai_translate: to_lang is empty. Fix: pass a language such as 'es' or 'French'")
     system = f"Translate the text into {to_lang}. Reply with the translation only. {DATA_RULE}"
-    requests = _text_requests(texts, system, max_tokens=1024, tag=tag)
+    requests = _text_requests(texts, system, max_tokens=None, tag=tag)
     return await run_rows("ai_translate", model, requests, _text, progress=progress)
 
 
@@ -79,7 +77,7 @@ async def fix_grammar(
         "Correct the grammar and spelling of the text without changing its meaning. "
         f"Reply with the corrected text only. {DATA_RULE}"
     )
-    requests = _text_requests(texts, system, max_tokens=1024, tag=tag)
+    requests = _text_requests(texts, system, max_tokens=None, tag=tag)
     return await run_rows("ai_fix_grammar", model, requests, _text, progress=progress)
 
 
@@ -122,9 +120,12 @@ async def mask(
     kinds = [str(label) for label in labels if label is not None and str(label).strip()]
     if not kinds:
         raise InvalidRequestError("ai_mask: labels is empty. Fix: pass e.g. ARRAY['person', 'email', 'phone']")
+    # Bounded so a small model cannot ramble until max_tokens: entities are short and few per text.
     schema = {
         "type": "object",
-        "properties": {"entities": {"type": "array", "items": {"type": "string"}}},
+        "properties": {
+            "entities": {"type": "array", "items": {"type": "string", "maxLength": 80}, "maxItems": 32}
+        },
         "required": ["entities"],
     }
     system = (

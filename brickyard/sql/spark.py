@@ -6,8 +6,6 @@ URL of a brickyard gateway / any OpenAI-compatible server (`http://host:port/v1`
 send every call there, so rate limits and budgets are enforced in one place for the whole cluster.
 """
 
-from __future__ import annotations
-
 import json
 import os
 import sys
@@ -92,37 +90,67 @@ def register(spark: Any, target: str | Path | Workspace, *, default_endpoint: st
                 out.append(json.dumps([str(x) for x in list(v)]))
         return out
 
-    def const(value: Any, n: int) -> list[Any]:
-        return [value] * n
+    def optional(series: Any, n: int) -> list[Any]:
+        return [None] * n if series is None else col(series)
+
+    def as_json(series: Any, n: int) -> list[str | None]:
+        """A struct or map column (dicts, Rows or key/value pairs) as JSON text, like DuckDB's to_json."""
+        if series is None:
+            return [None] * n
+        if isinstance(series, pd.DataFrame):  # a struct column arrives as a frame of its fields
+            return [
+                json.dumps({k: v for k, v in row.items() if v is not None}, default=str)
+                for row in series.to_dict(orient="records")
+            ]
+        out: list[str | None] = []
+        for v in series.tolist():
+            if v is None:
+                out.append(None)
+            elif isinstance(v, str):
+                out.append(v)
+            else:
+                pairs = v.asDict() if hasattr(v, "asDict") else (dict(v) if not isinstance(v, dict) else v)
+                out.append(json.dumps(pairs, default=str))
+        return out
 
     @pandas_udf("string")
-    def ai_query(endpoint: pd.Series, request: pd.Series) -> pd.Series:
-        values, _ = b().ai_query(col(endpoint), col(request), const(None, len(request)), const(None, len(request)))
-        return pd.Series(values, dtype=object)
-
-    @pandas_udf("string")
-    def ai_query_format(endpoint: pd.Series, request: pd.Series, response_format: pd.Series) -> pd.Series:
-        values, _ = b().ai_query(col(endpoint), col(request), const(None, len(request)), col(response_format))
+    def ai_query(
+        endpoint: pd.Series,
+        request: pd.Series,
+        returnType: pd.Series = None,
+        modelParameters: pd.Series = None,
+        responseFormat: pd.Series = None,
+    ) -> pd.Series:
+        n = len(request)
+        values, _ = b().ai_query(col(endpoint), col(request), as_json(modelParameters, n), optional(responseFormat, n))
         return pd.Series(values, dtype=object)
 
     @pandas_udf("result string, errorMessage string")
-    def ai_query_safe(endpoint: pd.Series, request: pd.Series) -> pd.DataFrame:
+    def ai_query_safe(
+        endpoint: pd.Series,
+        request: pd.Series,
+        modelParameters: pd.Series = None,
+        responseFormat: pd.Series = None,
+    ) -> pd.DataFrame:
+        n = len(request)
         values, errors = b().ai_query(
-            col(endpoint), col(request), const(None, len(request)), const(None, len(request)), fail_on_error=False
+            col(endpoint), col(request), as_json(modelParameters, n), optional(responseFormat, n), fail_on_error=False
         )
         return pd.DataFrame({"result": values, "errorMessage": errors})
 
     @pandas_udf("string")
-    def ai_classify(content: pd.Series, labels: pd.Series) -> pd.Series:
-        return pd.Series(b().ai_classify(col(content), labels_json(labels), const(None, len(content))), dtype=object)
+    def ai_classify(content: pd.Series, labels: pd.Series, options: pd.Series = None) -> pd.Series:
+        return pd.Series(
+            b().ai_classify(col(content), labels_json(labels), as_json(options, len(content))), dtype=object
+        )
 
     @pandas_udf("string")
     def ai_extract(content: pd.Series, labels: pd.Series) -> pd.Series:
         return pd.Series(b().ai_extract(col(content), labels_json(labels)), dtype=object)
 
     @pandas_udf("string")
-    def ai_summarize(content: pd.Series, max_words: pd.Series) -> pd.Series:
-        return pd.Series(b().ai_summarize(col(content), col(max_words)), dtype=object)
+    def ai_summarize(content: pd.Series, max_words: pd.Series = None) -> pd.Series:
+        return pd.Series(b().ai_summarize(col(content), optional(max_words, len(content))), dtype=object)
 
     @pandas_udf("string")
     def ai_translate(content: pd.Series, to_lang: pd.Series) -> pd.Series:
@@ -153,12 +181,21 @@ def register(spark: Any, target: str | Path | Workspace, *, default_endpoint: st
         return pd.Series(b().ai_filter(col(predicate), col(content)), dtype=object)
 
     @pandas_udf("array<float>")
-    def ai_embed(content: pd.Series) -> pd.Series:
-        return pd.Series(b().ai_embed(col(content), const(None, len(content))), dtype=object)
+    def ai_embed(content: pd.Series, endpoint: pd.Series = None) -> pd.Series:
+        return pd.Series(b().ai_embed(col(content), optional(endpoint, len(content))), dtype=object)
+
+    @pandas_udf("string")
+    def ai_agg(texts: pd.Series, instruction: pd.Series) -> pd.Series:
+        # `ai_agg(collect_list(col), 'instruction')`: one list of texts per row, answered by map-reduce.
+        answers = [
+            None if row is None else b().ai_agg([None if t is None else str(t) for t in list(row)], str(ins))
+            for row, ins in zip(texts.tolist(), instruction.tolist(), strict=True)
+        ]
+        return pd.Series(answers, dtype=object)
 
     udfs = {
+        "ai_agg": ai_agg,
         "ai_query": ai_query,
-        "ai_query_format": ai_query_format,
         "ai_query_safe": ai_query_safe,
         "ai_classify": ai_classify,
         "ai_extract": ai_extract,
