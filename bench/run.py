@@ -10,7 +10,7 @@ from typing import Any
 
 from bench.common import RESULTS
 
-BENCHMARKS = ["local_batch", "remote", "dedup_cache", "embedder"]
+BENCHMARKS = ["local_batch", "remote", "dedup_cache", "embedder", "sql_classify"]
 DOC = Path(__file__).parent.parent / "BENCHMARKS.md"
 
 
@@ -94,6 +94,36 @@ def render() -> str:
             f"{_fmt(second['seconds'], 2)} |",
             "",
             "Calls are counted by the upstream server itself. Targets: 100 then 0.",
+            "",
+        ]
+    sqlb = _load("sql_classify")
+    if sqlb:
+        cores = sqlb["machine"]["cores"]
+        lines += [
+            f"## 4. AI functions in SQL ({sqlb['rows']} Rotten Tomatoes snippets, {sqlb['model']}, {cores} cores)",
+            "",
+            "`SELECT ai_classify(txt, ARRAY['fresh', 'rotten']) FROM reviews`, each variant from an empty cache.",
+            "",
+            "| variant | rows | rows/s | accuracy | seconds |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for key, label in (
+            ("sql", "DuckDB SQL (`brickyard.sql.duckdb`)"),
+            ("engine", "batch engine called directly (`functions.classify`)"),
+            ("loop", "plain Python loop, one row at a time, same model"),
+            ("spark", "Spark `local[2]`, same query"),
+        ):
+            row = sqlb[key]
+            n = row.get("rows", sqlb["rows"])
+            lines.append(
+                f"| {label} | {n} | {_fmt(row['rows_per_s'])} | {_fmt(row['accuracy'], 3)} | {_fmt(row['seconds'])} |"
+            )
+        lines += [
+            "",
+            f"- SQL / engine: **{_fmt(sqlb['sql_vs_engine'], 2)}×** (target ≥ 0.95×); SQL / loop: "
+            f"**{_fmt(sqlb['sql_vs_loop'], 2)}×** (target ≥ 2×).",
+            f"- Spark agrees with DuckDB on {_fmt(sqlb['spark']['agreement_with_duckdb'] * 100, 1)}% of rows.",
+            f"- Measured {sqlb['machine']['date']}, {cores} cores.",
             "",
         ]
     emb = _load("embedder")

@@ -268,7 +268,6 @@ def sql(
         )
         return
     with connect(ws, progress=None, max_cost_usd=max_cost) as con:
-        statements = [s for s in text.split(";") if s.strip()] if output is None else [text]
         if output is not None:
             fmt = OUTPUT_FORMATS.get(output.suffix.lower())
             if fmt is None:
@@ -278,8 +277,8 @@ def sql(
             out.print(f"wrote {output}")
             return
         result = None
-        for statement in statements:
-            result = con.sql(statement)
+        for statement in con.extract_statements(text):  # DuckDB's own parser: `;` inside strings is safe
+            result = con.sql(statement.query)
         if result is not None:
             out.print(_result_table(result, max_rows))
 
@@ -320,6 +319,23 @@ def load(
         con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {reader}(?)", [str(file)])
         (count,) = con.execute(f"SELECT count(*) FROM {table}").fetchone()
     out.print(f"loaded {count:,} rows into {table}")
+
+
+@app.command()
+def index(
+    name: Annotated[str, typer.Argument(help="the index to create (a table of key, text, embedding)")],
+    table: Annotated[str, typer.Option(help="the table to index")],
+    column: Annotated[str, typer.Option(help="the text column")],
+    key: Annotated[str | None, typer.Option(help="a key column (default: row number)")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Embed a text column into a vector (HNSW) and full-text (BM25) index for vector_search."""
+    from brickyard.sql.duckdb import connect
+    from brickyard.sql.search import create_search_index
+
+    with connect(_workspace(workspace), progress=None) as con:
+        rows = create_search_index(con, name, table, column, key=key)
+    out.print(f"indexed {rows:,} rows into {name}; query with: SELECT * FROM vector_search('{name}', 'text', k => 5)")
 
 
 @app.command()

@@ -8,7 +8,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from brickyard.datasets.rotten_tomatoes import LABELS, rotten_tomatoes
+from brickyard.datasets.rotten_tomatoes import LABELS, LabelledText, rotten_tomatoes
 from brickyard.functions.classify import classify
 from brickyard.models import catalog
 from brickyard.workspace import Workspace
@@ -59,6 +59,43 @@ def run_demo(workspace: Workspace, *, rows: int, endpoints: list[str], console: 
     )
     from brickyard.cli import usage_table
 
+    _sql_tour(Workspace(workspace.path), data[:8], console)
     summary = Workspace(workspace.path).store.summarize(["endpoint", "tag"], since=since)
     console.print("[bold]Usage recorded in the ledger for this run[/] (brickyard usage --by endpoint,tag):")
     console.print(usage_table(["endpoint", "tag"], summary))
+
+
+DEMO_QUERIES = [
+    (
+        "classify, extract and summarise",
+        "SELECT id, left(txt, 60) AS review, ai_classify(txt, ARRAY['fresh', 'rotten']) AS label, "
+        "ai_extract(txt, ARRAY['film', 'person']) AS extracted, ai_summarize(txt, max_words => 8) AS summary "
+        "FROM reviews ORDER BY id LIMIT 4",
+    ),
+    (
+        "filter in WHERE",
+        "SELECT id, left(txt, 70) AS review FROM reviews "
+        "WHERE ai_filter('the reviewer liked the film', txt) ORDER BY id",
+    ),
+    (
+        "structured ai_query with failOnError => false",
+        "SELECT id, ai_query('smollm2', 'Name the genre of the film in this review: ' || txt, "
+        "responseFormat => 'STRUCT<genre: STRING>', failOnError => false) AS answer FROM reviews ORDER BY id LIMIT 3",
+    ),
+]
+
+
+def _sql_tour(workspace: Workspace, rows: list[LabelledText], console: Console) -> None:
+    """Load a few reviews into the warehouse and run AI-function queries on them."""
+    from brickyard.sql.duckdb import connect
+
+    with connect(workspace) as con:
+        con.execute("CREATE OR REPLACE TABLE reviews (id INTEGER, txt VARCHAR, label VARCHAR)")
+        con.executemany("INSERT INTO reviews VALUES (?, ?, ?)", [(i, r.text, r.label) for i, r in enumerate(rows)])
+        console.print(f"[bold]AI functions in SQL[/] on the warehouse table `reviews` ({len(rows)} rows):")
+        for title, sql in DEMO_QUERIES:
+            result = con.sql(sql)
+            table = Table(*result.columns, title=f"{title}\n{sql}", title_justify="left")
+            for row in result.fetchall():
+                table.add_row(*["NULL" if v is None else str(v) for v in row])
+            console.print(table)

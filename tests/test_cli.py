@@ -110,3 +110,66 @@ def test_ping_a_local_model(home: Path, smollm2_path: Path) -> None:
     (home / "brickyard.toml").write_text(f'[local]\nmodels_dir = "{smollm2_path.parent}"\nparallel = 1\n')
     out = run("models", "ping", "smollm2", home=home).stdout
     assert out.startswith("smollm2: ok in") and "local:smollm2-135m" in out
+
+
+SQL_CONFIG = """
+[defaults]
+chat = "det"
+embedding = "emb"
+
+[endpoints.det]
+model = "function:brickyard.testing.deterministic:answer"
+price_input_per_1m = 1.0
+price_output_per_1m = 2.0
+
+[endpoints.emb]
+model = "fake:emb"
+"""
+
+
+@pytest.fixture
+def sql_home(tmp_path: Path) -> Path:
+    home = tmp_path / "sqlws"
+    run("init", home=home)
+    (home / "brickyard.toml").write_text(SQL_CONFIG)
+    csv = tmp_path / "reviews.csv"
+    csv.write_text("id,txt\n1,A great Film by Bob\n2,Awful movie; truly\n3,\n4,A great Film by Bob\n")
+    assert "loaded 4 rows into reviews" in run("load", str(csv), "reviews", home=home).stdout
+    return home
+
+
+def test_sql_prints_a_table_and_writes_files(sql_home: Path, tmp_path: Path) -> None:
+    out = run(
+        "sql", "SELECT id, ai_classify(txt, ARRAY['fresh', 'rotten']) AS label FROM reviews ORDER BY id", home=sql_home
+    ).stdout
+    assert "label" in out and ("fresh" in out or "rotten" in out) and "NULL" in out
+    query = tmp_path / "q.sql"
+    query.write_text("SELECT 'a;b' AS x; SELECT id, ai_summarize(txt, max_words => 2) AS s FROM reviews ORDER BY id;")
+    assert "echo: A" in run("sql", "-f", str(query), home=sql_home).stdout
+    target = tmp_path / "out.csv"
+    run("sql", "SELECT id, ai_gen(txt) AS g FROM reviews ORDER BY id", "--output", str(target), home=sql_home)
+    lines = target.read_text().splitlines()
+    assert lines[0] == "id,g" and len(lines) == 5  # header and every row, NULL included
+
+
+def test_sql_estimate_runs_nothing(sql_home: Path) -> None:
+    out = run("sql", "--estimate", "SELECT ai_summarize(txt) FROM reviews", home=sql_home).stdout
+    assert "estimated: 2 model calls" in out
+    usage = json.loads(run("usage", "--json", home=sql_home).stdout)
+    assert usage == []  # no call was made
+
+
+def test_sql_max_cost_and_bad_sql_are_one_clear_line(sql_home: Path) -> None:
+    proc = run("sql", "--max-cost", "0.0000001", "SELECT ai_gen(txt) FROM reviews", home=sql_home, check=False)
+    assert proc.returncode == 1 and "cost cap" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run("sql", "SELECT ai_classify(txt, ARRAY['one']) FROM reviews", home=sql_home, check=False)
+    assert proc.returncode == 1 and "ai_classify: at least two labels" in proc.stderr
+    proc = run("load", "/nonexistent.csv", "t", home=sql_home, check=False)
+    assert proc.returncode != 0 and "does not exist" in proc.stderr
+
+
+def test_index_and_vector_search(sql_home: Path) -> None:
+    out = run("index", "reviews_idx", "--table", "reviews", "--column", "txt", "--key", "id", home=sql_home).stdout
+    assert "indexed 3 rows" in out
+    out = run("sql", "SELECT key FROM vector_search('reviews_idx', 'Awful movie; truly', k => 1)", home=sql_home).stdout
+    assert "2" in out

@@ -320,3 +320,21 @@ def test_databricks_documentation_examples_run_with_minimal_changes(con: Any) ->
     assert results["sentiment"] in ("positive", "negative", "neutral", "mixed")
     assert results["similarity"] == pytest.approx(1.0, abs=1e-5)
     assert all(isinstance(results[k], str) and results[k] for k in ("summarize", "translate", "fix_grammar", "gen"))
+
+
+def test_vector_search_over_an_index(con: Any) -> None:
+    from brickyard.sql.search import create_search_index, search
+
+    con.execute(
+        "CREATE TABLE docs AS SELECT * FROM (VALUES (10, 'a warm family film'), (11, 'tax law of 1920'), "
+        "(12, 'a warm family movie night'), (13, NULL)) v(id, body)"
+    )
+    assert create_search_index(con, "docs_idx", "docs", "body", key="id") == 3
+    rows = con.sql("SELECT key, text, score FROM vector_search('docs_idx', 'a warm family film', k => 2)").fetchall()
+    assert rows[0][0] == 10 and len(rows) == 2 and rows[0][2] == pytest.approx(1.0, abs=1e-5)
+    hnsw = search(con, "docs_idx", "a warm family film", 2)
+    assert [r[0] for r in hnsw] == [r[0] for r in rows]
+    text_hits = search(con, "docs_idx", "tax", 3, mode="text")
+    assert [r[0] for r in text_hits] == [11]
+    with pytest.raises(Exception, match="letters, digits"):
+        create_search_index(con, "bad name", "docs", "body")

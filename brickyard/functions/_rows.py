@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from brickyard.batch import BatchReport, run_batch
 from brickyard.models._types import ChatRequest, ChatResult
@@ -64,6 +64,40 @@ async def run_rows(
         except Exception as exc:  # a bad answer is that row's error
             errors[index] = f"{function}: {exc}"
     return Outcome(values, errors, [report])
+
+
+def data_requests(
+    texts: Sequence[str | None],
+    system: str,
+    *,
+    max_tokens: int | Callable[[str], int],
+    json_schema: dict[str, Any] | None = None,
+    schema_name: str = "response",
+    extra: dict[str, Any] | None = None,
+    tag: str | None = None,
+) -> list[ChatRequest | None]:
+    """One greedy request per text: the instruction as system message, the text delimited as data.
+
+    NULL or blank texts get None (no call). `max_tokens` may be a function of the text.
+    """
+    requests: list[ChatRequest | None] = []
+    for text in texts:
+        if is_null(text) or not str(text).strip():
+            requests.append(None)
+            continue
+        body = str(text)
+        requests.append(
+            ChatRequest(
+                messages=[{"role": "system", "content": system}, {"role": "user", "content": delimited(body)}],
+                temperature=0.0,
+                max_tokens=max_tokens(body) if callable(max_tokens) else max_tokens,
+                json_schema=json_schema,
+                schema_name=schema_name,
+                extra=extra or {},
+                tag=tag,
+            )
+        )
+    return requests
 
 
 def delimited(text: str) -> str:

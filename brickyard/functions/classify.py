@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from brickyard._errors import InvalidRequestError, MalformedResponseError
-from brickyard.functions._rows import DATA_RULE, Outcome, delimited, is_null, run_rows
+from brickyard.functions._rows import DATA_RULE, Outcome, data_requests, run_rows
 from brickyard.models._types import ChatRequest, ChatResult
 from brickyard.models.base import Model
 
@@ -98,23 +98,9 @@ def classify_requests(
         max_tokens = longest + 32
     else:
         max_tokens = longest + 16
-    requests: list[ChatRequest | None] = []
-    for text in texts:
-        if is_null(text) or not str(text).strip():
-            requests.append(None)
-            continue
-        requests.append(
-            ChatRequest(
-                messages=[{"role": "system", "content": system}, {"role": "user", "content": delimited(str(text))}],
-                temperature=0.0,
-                max_tokens=max_tokens,
-                json_schema=schema,
-                schema_name="classification",
-                extra=extra,
-                tag=tag,
-            )
-        )
-    return requests
+    return data_requests(
+        texts, system, max_tokens=max_tokens, json_schema=schema, schema_name="classification", extra=extra, tag=tag
+    )
 
 
 class AmbiguousPrefixError(MalformedResponseError):

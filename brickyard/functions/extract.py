@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from brickyard._errors import InvalidRequestError, MalformedResponseError
-from brickyard.functions._rows import DATA_RULE, Outcome, delimited, is_null, run_rows
-from brickyard.models._types import ChatRequest, ChatResult
+from brickyard.functions._rows import DATA_RULE, Outcome, data_requests, run_rows
+from brickyard.models._types import ChatResult
 from brickyard.models.base import Model
 
 
@@ -59,19 +59,7 @@ async def extract(
         + (f"Instructions: {instructions} " if instructions else "")
         + f"Answer with JSON. {DATA_RULE}"
     )
-    requests = [
-        None
-        if is_null(text) or not str(text).strip()
-        else ChatRequest(
-            messages=[{"role": "system", "content": system}, {"role": "user", "content": delimited(str(text))}],
-            temperature=0.0,
-            max_tokens=1024,
-            json_schema=schema,
-            schema_name="extraction",
-            tag=tag,
-        )
-        for text in texts
-    ]
+    requests = data_requests(texts, system, max_tokens=1024, json_schema=schema, schema_name="extraction", tag=tag)
 
     def parse(result: ChatResult) -> dict[str, Any]:
         if not isinstance(result.json, dict):

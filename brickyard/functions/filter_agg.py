@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from brickyard._errors import InvalidRequestError
-from brickyard.functions._rows import DATA_RULE, Outcome, delimited, is_null, run_rows
+from brickyard.functions._rows import DATA_RULE, Outcome, data_requests, is_null, run_rows
 from brickyard.functions.classify import classify
-from brickyard.models._types import ChatRequest, estimate_tokens
+from brickyard.models._types import estimate_tokens
 from brickyard.models.base import Model
 
 AGG_CHUNK_TOKENS = 1200
@@ -86,18 +86,8 @@ async def aggregate(
             )
             + DATA_RULE
         )
-        requests: list[ChatRequest | None] = [
-            ChatRequest(
-                messages=[
-                    {"role": "system", "content": system},
-                    {"role": "user", "content": delimited("\n".join(f"- {t}" for t in chunk))},
-                ],
-                temperature=0.0,
-                max_tokens=512,
-                tag=tag,
-            )
-            for chunk in chunks
-        ]
+        packed = ["\n".join(f"- {t}" for t in chunk) for chunk in chunks]
+        requests = data_requests(packed, system, max_tokens=512, tag=tag)
         outcome = await run_rows("ai_agg", model, requests, lambda r: r.text.strip(), progress=progress)
         failed = outcome.first_error()
         if failed is not None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from brickyard._errors import InvalidRequestError
-from brickyard.functions._rows import DATA_RULE, Outcome, delimited, is_null, run_rows
+from brickyard.functions._rows import DATA_RULE, Outcome, data_requests, is_null, run_rows
 from brickyard.models._types import ChatRequest, ChatResult, estimate_tokens
 from brickyard.models.base import Model
 
@@ -17,18 +17,9 @@ MASK = "[MASKED]"
 def _text_requests(
     texts: Sequence[str | None], system: str, *, max_tokens: int | None, tag: str | None
 ) -> list[ChatRequest | None]:
-    """One request per text; `max_tokens=None` sizes the answer to the text (rewrites are about as long)."""
-    return [
-        None
-        if is_null(text) or not str(text).strip()
-        else ChatRequest(
-            messages=[{"role": "system", "content": system}, {"role": "user", "content": delimited(str(text))}],
-            temperature=0.0,
-            max_tokens=max_tokens or min(4096, 2 * estimate_tokens(str(text)) + 32),
-            tag=tag,
-        )
-        for text in texts
-    ]
+    """`max_tokens=None` sizes the answer to the text (rewrites are about as long as what they rewrite)."""
+    budget = max_tokens or (lambda text: min(4096, 2 * estimate_tokens(text) + 32))
+    return data_requests(texts, system, max_tokens=budget, tag=tag)
 
 
 def _text(result: ChatResult) -> str:
@@ -123,28 +114,14 @@ async def mask(
     # Bounded so a small model cannot ramble until max_tokens: entities are short and few per text.
     schema = {
         "type": "object",
-        "properties": {
-            "entities": {"type": "array", "items": {"type": "string", "maxLength": 80}, "maxItems": 32}
-        },
+        "properties": {"entities": {"type": "array", "items": {"type": "string", "maxLength": 80}, "maxItems": 32}},
         "required": ["entities"],
     }
     system = (
         f"List every piece of the text that is one of: {', '.join(kinds)}. Copy each exactly as it appears. "
         f'Answer with JSON {{"entities": [...]}}. {DATA_RULE}'
     )
-    requests = [
-        None
-        if is_null(text) or not str(text).strip()
-        else ChatRequest(
-            messages=[{"role": "system", "content": system}, {"role": "user", "content": delimited(str(text))}],
-            temperature=0.0,
-            max_tokens=512,
-            json_schema=schema,
-            schema_name="entities",
-            tag=tag,
-        )
-        for text in texts
-    ]
+    requests = data_requests(texts, system, max_tokens=512, json_schema=schema, schema_name="entities", tag=tag)
     originals = list(texts)
     outcome: Outcome[Any] = await run_rows(
         "ai_mask",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from brickyard._errors import ProviderError
 from brickyard.models._types import ChatRequest, ChatResult, EmbeddingResult
 from brickyard.models.base import Model
+
+T = TypeVar("T")
 
 
 def _falls_through(exc: BaseException) -> bool:
@@ -30,17 +33,20 @@ class FallbackModel(Model):
         self.max_concurrency = first.max_concurrency
         self.context_window = first.context_window
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        last: BaseException | None = None
+    async def _first_answer(self, call: Callable[[Model], Awaitable[T]]) -> T:
+        last: ProviderError | None = None
         for model in self.models:
             try:
-                return await model.complete(request)
+                return await call(model)
             except ProviderError as exc:
                 if not _falls_through(exc):
                     raise
                 last = exc
         assert last is not None
         raise last
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        return await self._first_answer(lambda model: model.complete(request))
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
         last: BaseException | None = None
@@ -59,16 +65,7 @@ class FallbackModel(Model):
         raise last
 
     async def embed(self, texts: list[str]) -> EmbeddingResult:
-        last: BaseException | None = None
-        for model in self.models:
-            try:
-                return await model.embed(texts)
-            except ProviderError as exc:
-                if not _falls_through(exc):
-                    raise
-                last = exc
-        assert last is not None
-        raise last
+        return await self._first_answer(lambda model: model.embed(texts))
 
     async def aclose(self) -> None:
         for model in self.models:

@@ -40,6 +40,9 @@ CREATE OR REPLACE MACRO ai_similarity(a, b) AS __by_ai_similarity(a, b);
 CREATE OR REPLACE MACRO ai_filter(predicate, content) AS __by_ai_filter(predicate, content);
 CREATE OR REPLACE MACRO ai_embed(content, endpoint := NULL) AS __by_ai_embed(content, endpoint);
 CREATE OR REPLACE MACRO ai_agg(texts, instruction) AS __by_ai_agg(texts, instruction);
+CREATE OR REPLACE MACRO vector_search(index_name, query, k := 10) AS TABLE
+    SELECT key, text, list_cosine_similarity(embedding::FLOAT[], ai_embed(query)) AS score
+    FROM query_table(index_name) ORDER BY score DESC LIMIT k;
 """
 
 
