@@ -29,6 +29,10 @@ app = typer.Typer(
 )
 models_app = typer.Typer(no_args_is_help=True, help="List, pull and ping model endpoints.")
 app.add_typer(models_app, name="models")
+agent_app = typer.Typer(no_args_is_help=True, help="Define, run and trace agents.")
+app.add_typer(agent_app, name="agent")
+kb_app = typer.Typer(no_args_is_help=True, help="Knowledge bases: ingest documents, search them.")
+app.add_typer(kb_app, name="kb")
 
 # Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns; keep them readable instead.
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -336,6 +340,197 @@ def index(
     with connect(_workspace(workspace), progress=None) as con:
         rows = create_search_index(con, name, table, column, key=key)
     out.print(f"indexed {rows:,} rows into {name}; query with: SELECT * FROM vector_search('{name}', 'text', k => 5)")
+
+
+@agent_app.command("create")
+def agent_create(
+    file: Annotated[Path, typer.Option("--file", "-f", help="spec in YAML, TOML or JSON")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Create an agent, or a new version of it."""
+    from brickyard.agents.runner import Agents
+    from brickyard.agents.spec import load_spec
+
+    spec = load_spec(file)
+    agents = Agents(_workspace(workspace))
+    version = agents.create(spec)
+    out.print(f"agent {spec.name} ({spec.kind.value}) saved as version {version}")
+
+
+@agent_app.command("list")
+def agent_list(workspace: WorkspaceOpt = None) -> None:
+    """Agents with kind, latest version and optimization state."""
+    from brickyard.agents.runner import Agents
+
+    table = Table("agent", "kind", "version", "state")
+    for name, kind, version, state in Agents(_workspace(workspace)).store.listing():
+        table.add_row(name, kind, str(version), state)
+    out.print(table)
+
+
+@agent_app.command("show")
+def agent_show(
+    name: str,
+    version: Annotated[int | None, typer.Option(help="a version (default: latest)")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Print an agent's spec and its recent runs."""
+    from brickyard.agents.runner import Agents
+
+    agents = Agents(_workspace(workspace))
+    spec, number = agents.store.get(name, version)
+    out.print_json(json.dumps({"version": number, **spec.model_dump(mode="json", exclude_defaults=True)}))
+    runs = agents.store.runs(name, limit=5)
+    if runs:
+        table = Table("run", "version", "error", "cost $", "latency s", title="recent runs")
+        for run in runs:
+            table.add_row(
+                run["run_id"],
+                str(run["version"]),
+                escape(str(run["error"] or "")),
+                f"{run['cost_usd'] or 0:.5f}",
+                f"{run['latency_s'] or 0:.2f}",
+            )
+        out.print(table)
+
+
+@agent_app.command("run")
+def agent_run(
+    name: str,
+    text: Annotated[str | None, typer.Argument(help="the input")] = None,
+    table: Annotated[str | None, typer.Option(help="run over a warehouse table")] = None,
+    column: Annotated[str | None, typer.Option(help="the input column of --table")] = None,
+    into: Annotated[str | None, typer.Option(help="write the outputs to this new table")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Run an agent on one input, or on every row of a table column (--table T --column C --into OUT)."""
+    from brickyard.agents.runner import Agents
+
+    ws = _workspace(workspace)
+    agents = Agents(ws)
+    if table is None:
+        if not text:
+            raise typer.BadParameter("give an input, or --table and --column")
+        run = asyncio.run(_run_and_close(ws, agents.run(name, text)))
+        output = run.output
+        out.print(
+            json.dumps(output, indent=2, ensure_ascii=False) if not isinstance(output, str) else output, markup=False
+        )
+        err.print(
+            f"run {run.run_id}: {run.trace.input_tokens}+{run.trace.output_tokens} tokens, "
+            f"${run.trace.cost_usd:.5f}, {run.trace.latency_s:.2f}s (brickyard agent trace {run.run_id})"
+        )
+        return
+    _run_table(ws, agents, name, table, column, into)
+
+
+def _run_table(ws: Workspace, agents: Any, name: str, table: str, column: str | None, into: str | None) -> None:
+    from brickyard.sql.duckdb import connect
+
+    if not column or not into:
+        raise typer.BadParameter("--table needs --column and --into")
+    for ident in (table, column, into):
+        if not ident.replace("_", "").isalnum():
+            raise typer.BadParameter(f"{ident!r}: names are letters, digits and underscores")
+    with connect(ws) as con:
+        rows = con.execute(f"SELECT rowid, {column}::VARCHAR FROM {table} ORDER BY rowid").fetchall()
+    runs = asyncio.run(_run_and_close(ws, agents.run_many(name, [r[1] for r in rows])))
+    records = []
+    for (rowid, text), run in zip(rows, runs, strict=True):
+        output = (
+            None
+            if run is None or run.output is None
+            else (run.output if isinstance(run.output, str) else json.dumps(run.output, ensure_ascii=False))
+        )
+        error = None if run is None else run.trace.error
+        records.append((rowid, text, output, error, None if run is None else run.run_id))
+    with connect(ws) as con:
+        con.execute(
+            f"CREATE OR REPLACE TABLE {into} (source_rowid BIGINT, input VARCHAR, output VARCHAR, "
+            "error VARCHAR, run_id VARCHAR)"
+        )
+        con.executemany(f"INSERT INTO {into} VALUES (?, ?, ?, ?, ?)", records)
+    failed = sum(1 for r in records if r[3])
+    out.print(f"{len(records)} rows into {into} ({failed} failed; see their error column)")
+
+
+async def _run_and_close(ws: Workspace, coro: Any) -> Any:
+    try:
+        return await coro
+    finally:
+        await ws.aclose()
+
+
+@agent_app.command("trace")
+def agent_trace(run_id: str, workspace: WorkspaceOpt = None) -> None:
+    """Show a run's trace: steps, model calls, retrieved chunks, tokens, cost, latency."""
+    from brickyard.agents.runner import Agents
+
+    trace = Agents(_workspace(workspace)).store.run(run_id)
+    out.print(
+        f"run {trace['run_id']} of {trace['agent']} v{trace['version']}: "
+        f"{trace['input_tokens']}+{trace['output_tokens']} tokens, ${trace['cost_usd']:.5f}, "
+        f"{trace['latency_s']:.2f}s" + (f", error: {escape(str(trace['error']))}" if trace["error"] else "")
+    )
+    table = Table("#", "kind", "name", "tokens", "latency s", "detail")
+    for i, step in enumerate(trace["steps"], 1):
+        detail = json.dumps(step["detail"], ensure_ascii=False, default=str)
+        table.add_row(
+            str(i),
+            step["kind"],
+            escape(step["name"]),
+            f"{step['input_tokens']}+{step['output_tokens']}",
+            f"{step['latency_s']:.2f}",
+            escape(detail[:300] + ("…" if len(detail) > 300 else "")),
+        )
+    out.print(table)
+
+
+@agent_app.command("delete")
+def agent_delete(name: str, workspace: WorkspaceOpt = None) -> None:
+    """Delete an agent (its versions and runs stay in the history)."""
+    from brickyard.agents.runner import Agents
+
+    Agents(_workspace(workspace)).store.delete(name)
+    out.print(f"deleted {name}")
+
+
+@kb_app.command("ingest")
+def kb_ingest(
+    name: str,
+    path: Annotated[str, typer.Argument(help="a file, a folder or a glob")],
+    size: Annotated[int, typer.Option(help="chunk size in tokens")] = 300,
+    overlap: Annotated[int, typer.Option(help="tokens carried into the next chunk")] = 40,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Ingest documents (txt, md, html, pdf, docx) into a knowledge base; unchanged files are skipped."""
+    from brickyard.knowledge.base import KnowledgeBase
+
+    ws = _workspace(workspace)
+    kb = KnowledgeBase(ws, name)
+    report = kb.ingest(path, size=size, overlap=overlap)
+    out.print(escape(str(report)))
+
+
+@kb_app.command("search")
+def kb_search(
+    name: str,
+    query: str,
+    k: Annotated[int, typer.Option(help="how many chunks")] = 5,
+    mode: Annotated[str, typer.Option(help="hybrid, vector or bm25")] = "hybrid",
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """The best chunks of a knowledge base for a query."""
+    from brickyard.knowledge.base import KnowledgeBase
+
+    hits = KnowledgeBase(_workspace(workspace), name).search(query, k=k, mode=mode)
+    table = Table("#", "score", "source", "section", "text")
+    for hit in hits:
+        where = f"{hit.source_path}" + (f" p.{hit.page}" if getattr(hit, "page", None) else "")
+        table.add_row(
+            str(hit.rank), f"{hit.score:.4f}", escape(where), escape(str(hit.section or "")), escape(hit.text[:160])
+        )
+    out.print(table)
 
 
 @app.command()

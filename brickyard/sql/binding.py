@@ -151,6 +151,7 @@ class FunctionBinding:
         self.cap = QueryCap(max_cost_usd) if max_cost_usd is not None else None
         self.recorded: dict[str, list[ChatRequest]] = defaultdict(list)
         self._models: dict[str, Model] = {}
+        self._agents: Any = None
         self._loop = LoopThread()
 
     # -- models ---------------------------------------------------------------------------------
@@ -165,16 +166,21 @@ class FunctionBinding:
 
     def model(self, function: str, endpoint: str | None = None) -> Model:
         name = self.endpoint_for(function, endpoint)
-        if name.startswith("agent:"):
-            raise UserError(f"{function}: agents ({name}) are not available yet. Fix: name an endpoint")
         if name not in self._models:
-            model = self.workspace.registry.get(name)
+            model = self._agent_model(name) if name.startswith("agent:") else self.workspace.registry.get(name)
             if self.dry_run:
                 model = RecordingModel(model, self.recorded[name])
             elif self.cap is not None:
                 model = CappedModel(model, self.cap, self.workspace.registry.price(name))
             self._models[name] = model
         return self._models[name]
+
+    def _agent_model(self, name: str) -> Model:
+        from brickyard.agents.runner import AgentModel, Agents
+
+        if self._agents is None:
+            self._agents = Agents(self.workspace)
+        return AgentModel(self._agents, name.removeprefix("agent:"))
 
     def estimate(self) -> QueryEstimate:
         """After a dry run: the calls, tokens and USD the query would cost (cache hits excluded)."""
@@ -189,6 +195,8 @@ class FunctionBinding:
         )
 
     def close(self) -> None:
+        if self._agents is not None:
+            self._agents.close()
         self._loop.run(self.workspace.aclose())
         self._loop.close()
 
