@@ -148,3 +148,50 @@ def test_agents_are_callable_from_sql(ws: Workspace) -> None:
         with pytest.raises(Exception, match="no agent `nobody`"):
             con.sql("SELECT ai_query('agent:nobody', 'x')").fetchall()
     assert len(agents.store.runs("people")) == 1
+
+
+async def test_supervisor_routes_to_the_sql_tool_and_a_sub_agent(ws: Workspace) -> None:
+    with connect(ws) as con:
+        con.execute("CREATE TABLE orders AS SELECT * FROM (VALUES (1, 9.5), (2, 20.0), (3, 5.0)) t(id, amount)")
+    agents = Agents(ws)
+    agents.create(
+        AgentSpec(
+            name="triage",
+            kind=AgentKind.classify,
+            labels=["bug", "billing"],
+            description="Classifies a support ticket as bug or billing",
+        )
+    )
+    agents.create(
+        AgentSpec(
+            name="boss", kind=AgentKind.supervisor, agents=["triage"], tools=["sql"], tables=["orders"], max_steps=4
+        )
+    )
+    seen: list[str] = []
+
+    def brain(request: ChatRequest) -> Any:
+        schema = request.json_schema or {}
+        props = schema.get("properties", {})
+        if "sql" in props:  # the SQL tool writing its query
+            return {"sql": "SELECT count(*) AS n FROM orders"}
+        if "action" in props:  # the supervisor deciding its next step
+            transcript = json.dumps([m for m in request.messages if m["role"] != "system"])
+            if "tool_result" not in transcript:
+                seen.append("route:sql")
+                return {"action": "sql", "input": "How many orders are there?"}
+            if "triage" not in " ".join(seen):
+                seen.append("route:triage")
+                return {"action": "triage", "input": "I was charged twice"}
+            seen.append("final")
+            return {"action": "final_answer", "input": "There are 3 orders; the ticket is about billing."}
+        return answer(request)
+
+    brain_model = FunctionModel(brain, name="function:det")
+    brain_model.supports_tools = False  # like a local model: the constrained JSON protocol
+    ws.registry.register("det", brain_model, EndpointConfig(model="function:det"))
+    run = await agents.run("boss", "How many orders, and what is this ticket about: I was charged twice?")
+    assert run.output == "There are 3 orders; the ticket is about billing."
+    assert seen == ["route:sql", "route:triage", "final"]
+    kinds = [s["kind"] for s in agents.store.run(run.run_id)["steps"]]
+    assert "sql" in kinds and "tool" in kinds and "agent" in kinds
+    assert len(agents.store.runs("triage")) == 1  # the sub-agent ran, with its own trace
