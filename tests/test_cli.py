@@ -173,3 +173,37 @@ def test_index_and_vector_search(sql_home: Path) -> None:
     assert "indexed 3 rows" in out
     out = run("sql", "SELECT key FROM vector_search('reviews_idx', 'Awful movie; truly', k => 1)", home=sql_home).stdout
     assert "2" in out
+
+
+def test_agent_lifecycle_from_the_command_line(sql_home: Path, tmp_path: Path) -> None:
+    spec = tmp_path / "people.yaml"
+    spec.write_text("name: people\nkind: extract\nexample_output: {person: Ada}\ninstructions: Find the person.\n")
+    assert "saved as version 1" in run("agent", "create", "-f", str(spec), home=sql_home).stdout
+    assert "saved as version 2" in run("agent", "create", "-f", str(spec), home=sql_home).stdout
+    listing = run("agent", "list", home=sql_home).stdout
+    assert "people" in listing and "extract" in listing and "CREATED" in listing
+    proc = run("agent", "run", "people", "the program by Ada Lovelace", home=sql_home)
+    assert json.loads(proc.stdout) == {"person": "Ada"}
+    run_id = proc.stderr.split("run ")[1].split(":")[0]
+    trace = run("agent", "trace", run_id, home=sql_home).stdout
+    assert f"run {run_id} of people v2" in trace and "model" in trace
+    out = run("agent", "run", "people", "--table", "reviews", "--column", "txt", "--into", "people_out", home=sql_home)
+    assert "4 rows into people_out (0 failed" in out.stdout
+    rows = run("sql", "SELECT count(*) AS n, count(output) AS outputs FROM people_out", home=sql_home).stdout
+    assert "4" in rows and "3" in rows  # every row kept; the NULL review has no output
+    assert "deleted people" in run("agent", "delete", "people", home=sql_home).stdout
+    proc = run("agent", "run", "people", "x", home=sql_home, check=False)
+    assert proc.returncode == 1 and "no agent `people`" in proc.stderr
+
+
+def test_kb_ingest_and_search(sql_home: Path, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "leave.md").write_text("# Leave\n\nParental leave is sixteen weeks.\n\n# Travel\n\nBook trains early.\n")
+    (docs / "broken.pdf").write_bytes(b"not a pdf")
+    out = run("kb", "ingest", "handbook", str(docs), home=sql_home).stdout
+    assert "1 added" in out and "1 failed" in out
+    again = run("kb", "ingest", "handbook", str(docs), home=sql_home).stdout
+    assert "1 unchanged" in again
+    hits = run("kb", "search", "handbook", "parental leave", "--k", "1", home=sql_home).stdout
+    assert "leave.md" in hits

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -112,7 +113,7 @@ class Agents:
         result = await answer(kb, text, model, k=spec.top_k, trace=trace)
         return {
             "answer": result.text,
-            "citations": [c.__dict__ if hasattr(c, "__dict__") else c for c in result.citations],
+            "citations": [dataclasses.asdict(c) for c in result.citations],
             "known": result.known,
         }
 
