@@ -400,17 +400,19 @@ def agent_run(
     text: Annotated[str | None, typer.Argument(help="the input")] = None,
     table: Annotated[str | None, typer.Option(help="run over a warehouse table")] = None,
     column: Annotated[str | None, typer.Option(help="the input column of --table")] = None,
+    folder: Annotated[Path | None, typer.Option(help="run over every document in a folder")] = None,
     into: Annotated[str | None, typer.Option(help="write the outputs to this new table")] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Run an agent on one input, or on every row of a table column (--table T --column C --into OUT)."""
+    """Run an agent on one input, on a table column (--table T --column C --into OUT) or a folder of documents."""
     from brickyard.agents.runner import Agents
+    from brickyard.agents.tables import run_over_folder, run_over_table
 
     ws = _workspace(workspace)
     agents = Agents(ws)
-    if table is None:
+    if table is None and folder is None:
         if not text:
-            raise typer.BadParameter("give an input, or --table and --column")
+            raise typer.BadParameter("give an input, or --table and --column, or --folder")
         run = asyncio.run(_run_and_close(ws, agents.run(name, text)))
         output = run.output
         out.print(
@@ -421,37 +423,15 @@ def agent_run(
             f"${run.trace.cost_usd:.5f}, {run.trace.latency_s:.2f}s (brickyard agent trace {run.run_id})"
         )
         return
-    _run_table(ws, agents, name, table, column, into)
-
-
-def _run_table(ws: Workspace, agents: Any, name: str, table: str, column: str | None, into: str | None) -> None:
-    from brickyard.sql.duckdb import connect
-
-    if not column or not into:
-        raise typer.BadParameter("--table needs --column and --into")
-    for ident in (table, column, into):
-        if not ident.replace("_", "").isalnum():
-            raise typer.BadParameter(f"{ident!r}: names are letters, digits and underscores")
-    with connect(ws) as con:
-        rows = con.execute(f"SELECT rowid, {column}::VARCHAR FROM {table} ORDER BY rowid").fetchall()
-    runs = asyncio.run(_run_and_close(ws, agents.run_many(name, [r[1] for r in rows])))
-    records = []
-    for (rowid, text), run in zip(rows, runs, strict=True):
-        output = (
-            None
-            if run is None or run.output is None
-            else (run.output if isinstance(run.output, str) else json.dumps(run.output, ensure_ascii=False))
-        )
-        error = None if run is None else run.trace.error
-        records.append((rowid, text, output, error, None if run is None else run.run_id))
-    with connect(ws) as con:
-        con.execute(
-            f"CREATE OR REPLACE TABLE {into} (source_rowid BIGINT, input VARCHAR, output VARCHAR, "
-            "error VARCHAR, run_id VARCHAR)"
-        )
-        con.executemany(f"INSERT INTO {into} VALUES (?, ?, ?, ?, ?)", records)
-    failed = sum(1 for r in records if r[3])
-    out.print(f"{len(records)} rows into {into} ({failed} failed; see their error column)")
+    if not into:
+        raise typer.BadParameter("--table/--folder need --into")
+    if folder is not None:
+        rows, failed = run_over_folder(agents, name, folder, into)
+    else:
+        if not column or not table:
+            raise typer.BadParameter("--table needs --column")
+        rows, failed = run_over_table(agents, name, table, column, into)
+    out.print(f"{rows} rows into {into} ({failed} failed; see their error column)")
 
 
 async def _run_and_close(ws: Workspace, coro: Any) -> Any:

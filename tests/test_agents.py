@@ -195,3 +195,34 @@ async def test_supervisor_routes_to_the_sql_tool_and_a_sub_agent(ws: Workspace) 
     kinds = [s["kind"] for s in agents.store.run(run.run_id)["steps"]]
     assert "sql" in kinds and "tool" in kinds and "agent" in kinds
     assert len(agents.store.runs("triage")) == 1  # the sub-agent ran, with its own trace
+
+
+@pytest.mark.local_model
+async def test_extract_classify_and_transform_agents_with_the_real_local_model(
+    tmp_path: Path, smollm2_path: Path
+) -> None:
+    workspace = Workspace.init(tmp_path / "real")
+    workspace.config_path.write_text(f'[local]\nmodels_dir = "{smollm2_path.parent}"\nparallel = 2\n')
+    ws = Workspace(workspace.path)
+    agents = Agents(ws)
+    agents.create(
+        AgentSpec(
+            name="people",
+            kind=AgentKind.extract,
+            example_output={"person": "Ada", "year": 1843},
+            instructions="Extract the person and the year.",
+        )
+    )
+    agents.create(AgentSpec(name="mood", kind=AgentKind.classify, labels=["happy", "sad"]))
+    agents.create(AgentSpec(name="short", kind=AgentKind.transform, instructions="Rewrite in five words."))
+    try:
+        people = await agents.run("people", "In 1952 Grace Hopper built the first compiler.")
+        assert set(people.output) == {"person", "year"}
+        assert people.output["year"] is None or isinstance(people.output["year"], int)
+        mood = await agents.run("mood", "What a wonderful day!")
+        assert mood.output in ("happy", "sad")
+        short = await agents.run("short", "The committee met on Tuesday to discuss the budget for next year.")
+        assert isinstance(short.output, str) and short.output
+        assert all(agents.store.run(r.run_id)["input_tokens"] > 0 for r in (people, mood, short))
+    finally:
+        await ws.aclose()

@@ -189,8 +189,20 @@ def test_agent_lifecycle_from_the_command_line(sql_home: Path, tmp_path: Path) -
     assert f"run {run_id} of people v2" in trace and "model" in trace
     out = run("agent", "run", "people", "--table", "reviews", "--column", "txt", "--into", "people_out", home=sql_home)
     assert "4 rows into people_out (0 failed" in out.stdout
-    rows = run("sql", "SELECT count(*) AS n, count(output) AS outputs FROM people_out", home=sql_home).stdout
-    assert "4" in rows and "3" in rows  # every row kept; the NULL review has no output
+    rows = run(
+        "sql", "SELECT count(*) AS n, count(output) AS outputs, max(result.person) AS p FROM people_out", home=sql_home
+    ).stdout
+    assert "4" in rows and "3" in rows and "Film" in rows  # every row kept, typed result column; NULL → NULL
+    docs = tmp_path / "letters"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Note\n\nA letter from Grace Hopper.\n")
+    (docs / "b.pdf").write_bytes(b"broken")
+    out = run("agent", "run", "people", "--folder", str(docs), "--into", "letters_out", home=sql_home)
+    assert "2 rows into letters_out (1 failed" in out.stdout
+    rows = run(
+        "sql", "SELECT parse_filename(source) AS f, result.person AS p FROM letters_out ORDER BY f", home=sql_home
+    ).stdout
+    assert "a.md" in rows and "b.pdf" in rows
     assert "deleted people" in run("agent", "delete", "people", home=sql_home).stdout
     proc = run("agent", "run", "people", "x", home=sql_home, check=False)
     assert proc.returncode == 1 and "no agent `people`" in proc.stderr
