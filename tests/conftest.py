@@ -55,6 +55,22 @@ def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+DETERMINISTIC_CONFIG = """
+[defaults]
+chat = "det"
+embedding = "emb"
+
+[endpoints.det]
+model = "function:brickyard.testing.deterministic:answer"
+price_input_per_1m = 1.0
+price_output_per_1m = 2.0
+
+[endpoints.emb]
+model = "fake:emb"
+"""
+"""A workspace whose default chat model is the deterministic stand-in (exact answers) and embedder a fake."""
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
     """A fresh workspace folder with the default config."""

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import DETERMINISTIC_CONFIG
 
 from brickyard import ChatRequest, ConfigError, FunctionModel, UserError, Workspace
 from brickyard.agents.runner import Agents
@@ -15,19 +16,7 @@ from brickyard.config import EndpointConfig
 from brickyard.sql.duckdb import connect
 from brickyard.testing.deterministic import answer
 
-CONFIG = """
-[defaults]
-chat = "det"
-embedding = "emb"
-
-[endpoints.det]
-model = "function:brickyard.testing.deterministic:answer"
-price_input_per_1m = 1.0
-price_output_per_1m = 2.0
-
-[endpoints.emb]
-model = "fake:emb"
-"""
+CONFIG = DETERMINISTIC_CONFIG
 
 
 @pytest.fixture

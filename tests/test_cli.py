@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import DETERMINISTIC_CONFIG
 
 BIN = Path(sys.executable).parent / "brickyard"
 
@@ -112,19 +113,7 @@ def test_ping_a_local_model(home: Path, smollm2_path: Path) -> None:
     assert out.startswith("smollm2: ok in") and "local:smollm2-135m" in out
 
 
-SQL_CONFIG = """
-[defaults]
-chat = "det"
-embedding = "emb"
-
-[endpoints.det]
-model = "function:brickyard.testing.deterministic:answer"
-price_input_per_1m = 1.0
-price_output_per_1m = 2.0
-
-[endpoints.emb]
-model = "fake:emb"
-"""
+SQL_CONFIG = DETERMINISTIC_CONFIG
 
 
 @pytest.fixture

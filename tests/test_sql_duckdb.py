@@ -8,25 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import DETERMINISTIC_CONFIG
 
 from brickyard import ChatRequest, FunctionModel, Workspace
 from brickyard.config import EndpointConfig
 from brickyard.sql.duckdb import connect
 from brickyard.testing.deterministic import answer, stable_hash
 
-CONFIG = """
-[defaults]
-chat = "det"
-embedding = "emb"
-
-[endpoints.det]
-model = "function:brickyard.testing.deterministic:answer"
-price_input_per_1m = 1.0
-price_output_per_1m = 2.0
-
-[endpoints.emb]
-model = "fake:emb"
-"""
+CONFIG = DETERMINISTIC_CONFIG
 
 REVIEWS = [
     (1, "A great Film by Bob Smith, warm and funny."),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import DETERMINISTIC_CONFIG
 
 from brickyard import Workspace
 from brickyard.sql.duckdb import connect
@@ -17,17 +18,7 @@ from brickyard.testing.upstream import FakeUpstream
 
 pytestmark = pytest.mark.spark
 
-CONFIG = """
-[defaults]
-chat = "det"
-embedding = "emb"
-
-[endpoints.det]
-model = "function:brickyard.testing.deterministic:answer"
-
-[endpoints.emb]
-model = "fake:emb"
-"""
+CONFIG = DETERMINISTIC_CONFIG
 
 ROWS = [
     (1, "A great Film by Bob Smith, warm and funny."),

