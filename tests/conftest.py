@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from brickyard.models import catalog
+from brickyard.models._types import ChatRequest
 from brickyard.workspace import Workspace
 
 _real_connect = socket.socket.connect
@@ -69,6 +71,27 @@ price_output_per_1m = 2.0
 model = "fake:emb"
 """
 """A workspace whose default chat model is the deterministic stand-in (exact answers) and embedder a fake."""
+
+
+class InFlight:
+    """A FunctionModel body that counts requests in flight and remembers the peak.
+
+    It answers `answer`, or echoes the last message when `answer` is None.
+    """
+
+    def __init__(self, delay_s: float = 0.01, answer: str | None = None) -> None:
+        self.delay_s, self.answer = delay_s, answer
+        self.now = 0
+        self.peak = 0
+
+    async def __call__(self, request: ChatRequest) -> str:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        try:
+            await asyncio.sleep(self.delay_s)
+        finally:
+            self.now -= 1
+        return self.answer if self.answer is not None else f"echo: {request.messages[-1]['content']}"
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import write_config
+from conftest import InFlight, write_config
 
 from brickyard import (
     BatchReport,
@@ -33,23 +33,6 @@ def req(text: str, **options: Any) -> ChatRequest:
 
 def echo(request: ChatRequest) -> str:
     return f"echo: {request.messages[-1]['content']}"
-
-
-class InFlight:
-    """Counts requests in flight, remembers the peak, answers with an echo."""
-
-    def __init__(self, delay_s: float = 0.01) -> None:
-        self.delay_s = delay_s
-        self.now = self.peak = 0
-
-    async def __call__(self, request: ChatRequest) -> str:
-        self.now += 1
-        self.peak = max(self.peak, self.now)
-        try:
-            await asyncio.sleep(self.delay_s)
-        finally:
-            self.now -= 1
-        return echo(request)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import write_config
+from conftest import InFlight, write_config
 
 from brickyard import (
     BudgetExceededError,
@@ -59,24 +59,6 @@ class Sleeps:
 
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
-
-
-class InFlight:
-    """A FunctionModel body that counts requests in flight and remembers the peak."""
-
-    def __init__(self, delay_s: float = 0.02, answer: str = "ok") -> None:
-        self.delay_s, self.answer = delay_s, answer
-        self.now = 0
-        self.peak = 0
-
-    async def __call__(self, request: ChatRequest) -> str:
-        self.now += 1
-        self.peak = max(self.peak, self.now)
-        try:
-            await asyncio.sleep(self.delay_s)
-        finally:
-            self.now -= 1
-        return self.answer
 
 
 def priced(
@@ -255,7 +237,7 @@ async def test_registry_stack_retries_and_records_one_usage_row(make_ws: Callabl
 
 
 async def test_concurrency_cap_is_observed() -> None:
-    body = InFlight(delay_s=0.02)
+    body = InFlight(delay_s=0.02, answer="ok")
     model = LimitedModel(FunctionModel(body), max_concurrency=3)
 
     results = await asyncio.gather(*(model.complete(req(f"q{i}")) for i in range(20)))
@@ -266,7 +248,7 @@ async def test_concurrency_cap_is_observed() -> None:
 
 
 async def test_concurrency_cap_defaults_to_the_inner_models() -> None:
-    body = InFlight(delay_s=0.02)
+    body = InFlight(delay_s=0.02, answer="ok")
     model = LimitedModel(FunctionModel(body, max_concurrency=2))
     await asyncio.gather(*(model.complete(req(f"q{i}")) for i in range(10)))
     assert body.peak == 2
@@ -274,7 +256,7 @@ async def test_concurrency_cap_defaults_to_the_inner_models() -> None:
 
 async def test_concurrency_cap_from_config(make_ws: Callable[..., Workspace]) -> None:
     ws = make_ws("[endpoints.ep]\nmodel = 'fake:ep'\nmax_concurrency = 2\ncache = false\n")
-    body = InFlight(delay_s=0.02)
+    body = InFlight(delay_s=0.02, answer="ok")
     model = register(ws, "ep", FunctionModel(body))
     await asyncio.gather(*(model.complete(req(f"q{i}")) for i in range(12)))
     assert body.peak == 2

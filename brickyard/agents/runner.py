@@ -48,8 +48,7 @@ class Agents:
 
     def create(self, spec: AgentSpec) -> int:
         """Save a spec; an existing agent gets a new version. Returns the version number."""
-        self.store.save(spec)
-        return self.store.get(spec.name)[1]
+        return self.store.save(spec)
 
     def model_for(self, spec: AgentSpec) -> Model:
         return self.workspace.registry.get(spec.endpoint or self.workspace.settings.defaults.chat)

@@ -39,26 +39,25 @@ class AgentStore:
         with self._lock:
             self._db.executescript(_SCHEMA)
 
-    def save(self, spec: AgentSpec) -> AgentSpec:
-        """Store `spec` as the agent's next version (1 for a new agent) and return it with that version."""
+    def save(self, spec: AgentSpec) -> int:
+        """Store `spec` as the agent's next version (1 for a new agent); returns the version number."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 (latest,) = self._db.execute(
                     "SELECT COALESCE(MAX(version), 0) FROM agents WHERE name = ?", (spec.name,)
                 ).fetchone()
-                saved = spec.model_copy(update={})
                 version = int(latest) + 1
                 self._db.execute(
                     "INSERT INTO agents (name, version, spec, created) VALUES (?, ?, ?, ?)",
-                    (spec.name, version, saved.model_dump_json(), time.time()),
+                    (spec.name, version, spec.model_dump_json(), time.time()),
                 )
                 self._db.execute("UPDATE agents SET deleted = 0 WHERE name = ?", (spec.name,))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return saved
+        return version
 
     def get(self, name: str, version: int | None = None) -> tuple[AgentSpec, int]:
         """The latest (or given) version of an agent and its number."""

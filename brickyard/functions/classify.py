@@ -16,7 +16,6 @@ from brickyard.models._types import ChatRequest, ChatResult
 from brickyard.models.base import Model
 
 Labels = Sequence[str] | Mapping[str, str]
-SENTIMENTS = ("positive", "negative", "neutral", "mixed")
 
 
 def label_map(labels: Labels | str) -> dict[str, str]:

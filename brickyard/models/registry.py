@@ -16,7 +16,7 @@ from brickyard._errors import MissingKeyError, UnknownEndpointError, UserError
 from brickyard.config import EndpointConfig, Settings
 from brickyard.models.base import Model
 from brickyard.models.cache import CachedModel
-from brickyard.models.limits import LimitedModel
+from brickyard.models.limits import LimitedModel, PacedModel
 from brickyard.models.metering import BudgetBook, BudgetedModel, MeteredModel, Price
 from brickyard.models.provider import ProviderInfo, ProviderSpec
 from brickyard.models.retry import RetryModel
@@ -156,14 +156,16 @@ class Registry:
             return SplitModel(parts, name=name)
         price = Price(config.price_input_per_1m, config.price_output_per_1m)
         model: Model = self._prebuilt.get(name) or self._provider_model(name, config)
-        model = LimitedModel(model, rpm=config.rpm, tpm=config.tpm, max_concurrency=config.max_concurrency)
+        if config.rpm or config.tpm:
+            model = PacedModel(model, rpm=config.rpm, tpm=config.tpm)
         model = RetryModel(model, max_retries=config.max_retries)
         model = BudgetedModel(model, self.budgets, endpoint=name, price=price)
         if config.cache and self.cache_enabled:
             model = CachedModel(model, self.store, endpoint=name)
         model = MeteredModel(model, self.store, endpoint=name, price=price)
-        # Hold the endpoint's concurrency slot from the budget check until the usage is recorded, so
-        # a budget check sees every finished call and overshoot is bounded by the calls in flight.
+        # The endpoint's concurrency cap sits outside metering: a slot is held from the budget check until
+        # the usage is recorded, so a budget check sees every finished call and overshoot is bounded by the
+        # calls in flight. Pacing sits inside the retries, so every attempt is paced.
         model = LimitedModel(model, max_concurrency=config.max_concurrency)
         if config.fallbacks:
             model = FallbackModel([model, *(self._get(f, building) for f in config.fallbacks)], name=name)

@@ -204,13 +204,12 @@ class FunctionBinding:
     def _run(self, coro: Coroutine[Any, Any, Outcome[Any]]) -> Outcome[Any]:
         return self._loop.run(coro)
 
-    def _finish(
-        self, function: str, outcome: Outcome[Any], *, strict: bool = True, placeholder: Any = None
-    ) -> list[Any]:
+    def _finish(self, outcome: Outcome[Any], *, placeholder: Any = None) -> list[Any]:
+        """The values, or the first row's error raised (a strict query); a dry run gives placeholders."""
         if self.dry_run:
             return [placeholder] * len(outcome.values)
         failed = outcome.first_error()
-        if strict and failed is not None:
+        if failed is not None:
             index, message = failed
             fix = "" if "Fix:" in message else " Fix: correct the input, or use ai_query(..., failOnError => false)"
             raise AIFunctionError(f"{message} (row {index + 1} of this batch).{fix}")
@@ -280,7 +279,7 @@ class FunctionBinding:
 
         outcome = self._grouped("ai_query", keys, run, requests)
         if fail_on_error:
-            return self._finish("ai_query", outcome), [None] * len(keys)
+            return self._finish(outcome), [None] * len(keys)
         if self.dry_run:
             return [None] * len(keys), [None] * len(keys)
         return outcome.values, outcome.errors
@@ -290,12 +289,12 @@ class FunctionBinding:
     ) -> list[str | None]:
         def run(key: Any, idx: list[int]) -> Outcome[Any]:
             label_json, opts = key
-            parsed = _options(opts, {"instructions", "multilabel"}, "ai_classify")
+            parsed = _options(opts, {"instructions", "multilabel"})
             multilabel = str(parsed.get("multilabel", "false")).lower() in ("true", "1")
             outcome = self._run(
                 classify(
                     [contents[i] for i in idx],
-                    _labels(label_json, "ai_classify"),
+                    _labels(label_json),
                     self.model("ai_classify"),
                     instructions=parsed.get("instructions"),
                     multilabel=multilabel,
@@ -307,20 +306,18 @@ class FunctionBinding:
                 outcome.values = [None if v is None else json.dumps(v) for v in outcome.values]
             return outcome
 
-        return self._finish(
-            "ai_classify", self._grouped("ai_classify", list(zip(labels, options, strict=True)), run, contents)
-        )
+        return self._finish(self._grouped("ai_classify", list(zip(labels, options, strict=True)), run, contents))
 
     def ai_extract(self, contents: Sequence[str | None], labels: Sequence[str | None]) -> list[str | None]:
         def run(key: Any, idx: list[int]) -> Outcome[Any]:
-            target = _labels(key, "ai_extract")
+            target = _labels(key)
             outcome = self._run(
                 extract([contents[i] for i in idx], target, self.model("ai_extract"), tag="sql", progress=self.progress)
             )
             outcome.values = [None if v is None else json.dumps(v, ensure_ascii=False) for v in outcome.values]
             return outcome
 
-        return self._finish("ai_extract", self._grouped("ai_extract", list(labels), run, contents))
+        return self._finish(self._grouped("ai_extract", list(labels), run, contents))
 
     def _text_function(
         self,
@@ -332,7 +329,7 @@ class FunctionBinding:
         def run(key: Any, idx: list[int]) -> Outcome[Any]:
             return self._run(call([contents[i] for i in idx], key, self.model(function)))
 
-        return self._finish(function, self._grouped(function, list(keys), run, contents))
+        return self._finish(self._grouped(function, list(keys), run, contents))
 
     def ai_summarize(self, contents: Sequence[str | None], max_words: Sequence[int | None]) -> list[Any]:
         return self._text_function(
@@ -372,7 +369,7 @@ class FunctionBinding:
             contents,
             labels,
             lambda texts, label_json, model: mask(
-                texts, _string_list(label_json, "ai_mask"), model, tag="sql", progress=self.progress
+                texts, _string_list(label_json), model, tag="sql", progress=self.progress
             ),
         )
 
@@ -391,7 +388,7 @@ class FunctionBinding:
             )
 
         # A dry run lets every row through, so the estimate covers what comes after the filter.
-        return self._finish("ai_filter", self._grouped("ai_filter", list(predicates), run, contents), placeholder=True)
+        return self._finish(self._grouped("ai_filter", list(predicates), run, contents), placeholder=True)
 
     def ai_agg(self, texts: Sequence[str | None], instruction: str) -> str | None:
         model = self.model("ai_agg")
@@ -404,14 +401,14 @@ class FunctionBinding:
         def run(key: Any, idx: list[int]) -> Outcome[Any]:
             return self._run(embed([contents[i] for i in idx], self.model("ai_embed", key)))
 
-        return self._finish("ai_embed", self._grouped("ai_embed", list(endpoints), run, contents))
+        return self._finish(self._grouped("ai_embed", list(endpoints), run, contents))
 
     def ai_similarity(self, left: Sequence[str | None], right: Sequence[str | None]) -> list[Any]:
         outcome = self._run(similarity(left, right, self.model("ai_similarity")))
-        return self._finish("ai_similarity", outcome)
+        return self._finish(outcome)
 
 
-def _options(raw: str | None, allowed: set[str], function: str) -> dict[str, Any]:
+def _options(raw: str | None, allowed: set[str]) -> dict[str, Any]:
     if is_null(raw) or raw in ("", "null"):
         return {}
     assert raw is not None
@@ -429,7 +426,7 @@ def _options(raw: str | None, allowed: set[str], function: str) -> dict[str, Any
     return value
 
 
-def _labels(raw: str | None, function: str) -> Any:
+def _labels(raw: str | None) -> Any:
     if is_null(raw):
         raise InvalidRequestError("labels is NULL. Fix: pass an array of labels or a JSON object")
     assert raw is not None
@@ -446,8 +443,8 @@ def _labels(raw: str | None, function: str) -> Any:
     return value
 
 
-def _string_list(raw: str | None, function: str) -> list[str]:
-    value = _labels(raw, function)
+def _string_list(raw: str | None) -> list[str]:
+    value = _labels(raw)
     if isinstance(value, dict):
         return [str(k) for k in value]
     return [str(v) for v in value]

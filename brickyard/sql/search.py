@@ -16,15 +16,17 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def load_extensions(con: Any) -> None:
-    """Load DuckDB's `vss` and `fts` extensions from their PyPI packages (offline)."""
+    """Load DuckDB's `vss` and `fts` extensions from their PyPI packages (offline), unless already loaded."""
     try:
         from duckdb_extensions import import_extension
     except ImportError as exc:
         raise MissingExtraError("duckdb-extensions", "sql") from exc
     raw = getattr(con, "duckdb", con)
+    loaded = {r[0] for r in raw.execute("SELECT extension_name FROM duckdb_extensions() WHERE loaded").fetchall()}
     for name in ("vss", "fts"):
-        import_extension(name, con=raw)  # installs from the package's file, no download
-        raw.execute(f"LOAD {name}")
+        if name not in loaded:  # once per connection, not on every search
+            import_extension(name, con=raw)  # installs from the package's file, no download
+            raw.execute(f"LOAD {name}")
 
 
 def _check(name: str, what: str) -> str:
