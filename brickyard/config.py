@@ -23,6 +23,56 @@ class Window(StrEnum):
     month = "month"
 
 
+class PiiAction(StrEnum):
+    """What a guardrail does with personal data it finds."""
+
+    none = "none"
+    mask = "mask"
+    block = "block"
+
+
+class PiiKind(StrEnum):
+    """Kinds of personal data found by pattern."""
+
+    email = "email"
+    phone = "phone"
+    card = "card"
+    iban = "iban"
+    national_id = "national_id"
+
+
+class GuardrailsConfig(_Strict):
+    """Checks on an endpoint's input and output (`[endpoints.NAME.guardrails]`)."""
+
+    input_pii: PiiAction = PiiAction.none
+    output_pii: PiiAction = PiiAction.none
+    pii_kinds: list[PiiKind] = Field(default_factory=lambda: list(PiiKind), description="which kinds to look for")
+    blocked_keywords: list[str] = Field(default_factory=list, description="requests or answers containing these fail")
+
+    @property
+    def active(self) -> bool:
+        return bool(
+            self.input_pii is not PiiAction.none or self.output_pii is not PiiAction.none or self.blocked_keywords
+        )
+
+
+class ServerConfig(_Strict):
+    """`brickyard serve` settings (`[server]`)."""
+
+    max_request_bytes: int = Field(default=1_000_000, gt=0, description="larger bodies get 413")
+    request_timeout_s: float = Field(default=300.0, gt=0, description="a call running longer gets 504")
+    sql_row_limit: int = Field(default=1000, gt=0, description="rows returned by POST /api/sql at most")
+    sql_timeout_s: float = Field(default=60.0, gt=0)
+
+
+class PayloadsConfig(_Strict):
+    """Payload (inference) logs: request and response of each call (`[payloads]`)."""
+
+    enabled: bool = True
+    retention_days: int = Field(default=30, ge=0, description="0 keeps them forever")
+    max_chars: int = Field(default=20_000, gt=0, description="longer payloads are truncated")
+
+
 class EndpointConfig(_Strict):
     """A named endpoint: a provider model id plus what the gateway adds around it."""
 
@@ -42,6 +92,7 @@ class EndpointConfig(_Strict):
     fallbacks: list[str] = Field(default_factory=list)
     cache: bool = True
     options: dict[str, Any] = Field(default_factory=dict, description="provider-specific options")
+    guardrails: GuardrailsConfig = Field(default_factory=GuardrailsConfig)
 
     @model_validator(mode="after")
     def _model_or_split(self) -> EndpointConfig:
@@ -98,6 +149,8 @@ class Settings(_Strict):
     functions: dict[str, str] = Field(
         default_factory=dict, description='AI function name → endpoint, e.g. ai_classify = "gemma3"'
     )
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    payloads: PayloadsConfig = Field(default_factory=PayloadsConfig)
 
     @model_validator(mode="after")
     def _references_exist(self) -> Settings:
@@ -215,6 +268,11 @@ context_per_slot = 2048   # context window of each slot, in tokens
 # fallbacks = ["claude-haiku"]       # tried in order after retries fail with 429/5xx
 # cache = true                       # on-disk response cache
 
+# [endpoints.gpt-5-mini.guardrails]
+# input_pii = "mask"                 # none | mask | block: emails, phones, cards, IBANs, national ids
+# output_pii = "mask"
+# blocked_keywords = ["password"]
+
 # [endpoints.claude-haiku]
 # model = "anthropic:claude-haiku-4-5"
 # api_key_env = "ANTHROPIC_API_KEY"
@@ -238,6 +296,18 @@ context_per_slot = 2048   # context window of each slot, in tokens
 [functions]
 # ai_classify = "gemma3"
 # ai_summarize = "gpt-5-mini"
+
+# `brickyard serve`: request limits and the SQL API
+[server]
+max_request_bytes = 1000000
+request_timeout_s = 300
+sql_row_limit = 1000
+sql_timeout_s = 60
+
+# Payload logs: request and response of every call (keys never written), table `payloads`
+[payloads]
+enabled = true
+retention_days = 30
 
 # USD budgets per endpoint or per tag, over a day or a month:
 # [[budgets]]
