@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from brickyard._errors import BrickyardError
+from brickyard.evals.cli import eval_app
 from brickyard.models import catalog
 from brickyard.models._types import ChatRequest
 from brickyard.store.base import UsageSummaryRow
@@ -33,6 +34,7 @@ agent_app = typer.Typer(no_args_is_help=True, help="Define, run and trace agents
 app.add_typer(agent_app, name="agent")
 kb_app = typer.Typer(no_args_is_help=True, help="Knowledge bases: ingest documents, search them.")
 app.add_typer(kb_app, name="kb")
+app.add_typer(eval_app, name="eval")
 
 # Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns; keep them readable instead.
 out = Console(width=None if sys.stdout.isatty() else 160)

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+import numpy as np
+
 from brickyard._errors import BrickyardError, UserError
-from brickyard.agents.spec import AgentKind, AgentSpec
+from brickyard.agents.spec import AgentKind, AgentSpec, Strategy
 from brickyard.agents.store import AgentStore
 from brickyard.agents.trace import Trace, TracingModel
 from brickyard.functions import classify, extract
-from brickyard.functions._rows import DATA_RULE, delimited, is_null
+from brickyard.functions._rows import DATA_RULE, Demo, delimited, is_null
 from brickyard.models._types import ChatRequest, ChatResult, Usage, estimate_tokens
 from brickyard.models.base import Model
 from brickyard.workspace import Workspace
@@ -39,8 +42,10 @@ class AgentRun:
 class Agents:
     """The workspace's agents: define, version, run and trace them."""
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: Workspace, *, wrap_model: Callable[[str, Model], Model] | None = None) -> None:
         self.workspace = workspace
+        self._wrap_model = wrap_model
+        self._example_vectors: dict[str, np.ndarray] = {}
 
     @cached_property
     def store(self) -> AgentStore:
@@ -51,7 +56,27 @@ class Agents:
         return self.store.save(spec)
 
     def model_for(self, spec: AgentSpec) -> Model:
-        return self.workspace.registry.get(spec.endpoint or self.workspace.settings.defaults.chat)
+        name = spec.endpoint or self.workspace.settings.defaults.chat
+        model = self.workspace.registry.get(name)
+        return self._wrap_model(name, model) if self._wrap_model else model
+
+    async def demos_for(self, spec: AgentSpec, text: str) -> list[Demo]:
+        """The demonstrations a run shows: none (zero-shot), or the `few_shot_k` examples most similar to `text`."""
+        if spec.strategy is not Strategy.few_shot or not spec.examples:
+            return []
+        k = min(spec.few_shot_k, len(spec.examples))
+        if k < len(spec.examples):
+            embedder = self.workspace.registry.get(self.workspace.settings.defaults.embedding)
+            key = hashlib.sha256(json.dumps([e.input for e in spec.examples]).encode()).hexdigest()
+            if key not in self._example_vectors:
+                vectors = (await embedder.embed([e.input for e in spec.examples])).vectors
+                self._example_vectors[key] = _unit(np.asarray(vectors, dtype=np.float32))
+            query = _unit(np.asarray((await embedder.embed([text])).vectors, dtype=np.float32))[0]
+            order = np.argsort(-(self._example_vectors[key] @ query))[:k]
+            chosen = [spec.examples[int(i)] for i in order][::-1]  # most similar last, nearest the input
+        else:
+            chosen = list(spec.examples)
+        return [Demo(e.input, e.output if isinstance(e.output, str) else json.dumps(e.output)) for e in chosen]
 
     async def run(self, name: str, text: str, *, version: int | None = None) -> AgentRun:
         """Run the agent on one input; the trace is stored whatever happens."""
@@ -84,21 +109,34 @@ class Agents:
 
         return list(await asyncio.gather(*(one(t) for t in texts)))
 
+    async def execute(self, spec: AgentSpec, text: str, trace: Trace) -> Any:
+        """Run a spec that need not be saved (the evaluator's candidates); calls are traced, nothing stored."""
+        return await self._dispatch(spec, text, trace)
+
     async def _dispatch(self, spec: AgentSpec, text: str, trace: Trace) -> Any:
         model = TracingModel(self.model_for(spec), trace)
         rules = spec.system_rules() or None
         if spec.kind is AgentKind.extract:
             assert spec.output_schema is not None
-            outcome = await extract([text], spec.output_schema, model, instructions=rules, progress=False)
+            demos = [await self.demos_for(spec, text)]
+            outcome = await extract([text], spec.output_schema, model, instructions=rules, progress=False, demos=demos)
             return _single(outcome.values, outcome.errors)
         if spec.kind is AgentKind.classify:
             assert spec.labels is not None
             outcome = await classify(
-                [text], spec.labels, model, instructions=rules, multilabel=spec.multilabel, progress=False
+                [text],
+                spec.labels,
+                model,
+                instructions=rules,
+                multilabel=spec.multilabel,
+                progress=False,
+                demos=[await self.demos_for(spec, text)],
+                reasoning=spec.strategy is Strategy.chain_of_thought,
             )
             return _single(outcome.values, outcome.errors)
         if spec.kind is AgentKind.transform:
-            return await transform(spec, text, model)
+            shown = await self.demos_for(spec, text) if spec.strategy is Strategy.few_shot else None
+            return await transform(spec, text, model, demos=shown)
         if spec.kind is AgentKind.knowledge:
             return await self._knowledge(spec, text, model, trace)
         return await self._supervise(spec, text, model, trace)
@@ -135,13 +173,22 @@ def _single(values: list[Any], errors: list[str | None]) -> Any:
     return values[0]
 
 
-async def transform(spec: AgentSpec, text: str, model: Model) -> str:
-    """Custom LLM: instructions, guidelines and few-shot examples applied to one input."""
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms == 0, 1.0, norms)
+
+
+async def transform(spec: AgentSpec, text: str, model: Model, *, demos: Sequence[Demo] | None = None) -> str:
+    """Custom LLM: instructions, guidelines and few-shot examples applied to one input.
+
+    Without `demos`, every example of the spec is shown (zero-shot when it has none).
+    """
     system = (spec.system_rules() or "Transform the text as instructed.") + "\n" + DATA_RULE
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
-    for example in spec.examples:
-        output = example.output if isinstance(example.output, str) else json.dumps(example.output)
-        messages += [{"role": "user", "content": delimited(example.input)}, {"role": "assistant", "content": output}]
+    if demos is None:
+        demos = [Demo(e.input, e.output if isinstance(e.output, str) else json.dumps(e.output)) for e in spec.examples]
+    for demo in demos:
+        messages += [{"role": "user", "content": delimited(demo.input)}, {"role": "assistant", "content": demo.output}]
     messages.append({"role": "user", "content": delimited(text)})
     budget = min(4096, 2 * estimate_tokens(text) + 256)
     result = await model.complete(ChatRequest(messages=messages, temperature=0.0, max_tokens=budget))

@@ -30,6 +30,14 @@ class OptimizationState(StrEnum):
     CANCELLED = "CANCELLED"
 
 
+class Strategy(StrEnum):
+    """How the prompt is built: no demonstrations, the k most similar examples, or reasoning first."""
+
+    zero_shot = "zero_shot"
+    few_shot = "few_shot"
+    chain_of_thought = "chain_of_thought"
+
+
 class Example(BaseModel):
     """A few-shot demonstration: an input and the output the agent should give."""
 
@@ -52,6 +60,8 @@ class AgentSpec(BaseModel):
     endpoint: str | None = Field(default=None, description="default: [defaults] chat")
     sources: list[str] = Field(default_factory=list, description="tables, folders or knowledge bases it reads")
     examples: list[Example] = Field(default_factory=list)
+    strategy: Strategy = Field(default=Strategy.zero_shot, description="zero_shot, few_shot or chain_of_thought")
+    few_shot_k: int = Field(default=3, ge=1, le=20, description="few_shot: demonstrations per input, by similarity")
     # extract
     output_schema: dict[str, Any] | None = None
     example_output: Any = None
@@ -81,6 +91,10 @@ class AgentSpec(BaseModel):
             raise ValueError("a knowledge agent needs `knowledge_base` (see `brickyard kb ingest`)")
         if self.kind is AgentKind.supervisor and not (self.agents or self.tools):
             raise ValueError('a supervisor needs `agents` to route to and/or `tools` (e.g. ["sql"])')
+        if self.strategy is Strategy.chain_of_thought and self.kind is not AgentKind.classify:
+            raise ValueError("strategy chain_of_thought is available for classify agents")
+        if self.strategy is Strategy.few_shot and not self.examples:
+            raise ValueError("strategy few_shot needs `examples` to pick demonstrations from")
         unknown = set(self.tools) - {"sql"}
         if unknown:
             raise ValueError(f"unknown tools {sorted(unknown)}; available: sql")

@@ -27,9 +27,10 @@ class Case:
 class CaseScore:
     """A scorer's verdict on one case.
 
-    `value` is in [0, 1] (None when the case could not be scored, e.g. the candidate failed on it);
-    `detail` carries what a corpus-level aggregate needs (e.g. `(gold, predicted)` for macro-F1, or
-    per-field counts for extraction); `rationale` is a judge's reason.
+    `value` is in [0, 1] (None when the case could not be scored: the candidate failed on it, or a
+    judge or embedder could not score it; the default mean counts None as 0); `detail` carries what
+    a corpus-level aggregate needs (e.g. `(gold, predicted)` for macro-F1, or per-field counts for
+    extraction); `rationale` is a judge's reason, or why the case scored None.
     """
 
     value: float | None

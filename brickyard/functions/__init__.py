@@ -4,7 +4,7 @@ Each returns an `Outcome`: one value per input (None for NULL input, never a mod
 error per input (None when the row succeeded), so no row is ever dropped.
 """
 
-from brickyard.functions._rows import Outcome
+from brickyard.functions._rows import Demo, Outcome
 from brickyard.functions.classify import analyze_sentiment, classify, classify_requests, label_map, parse_label
 from brickyard.functions.embed import embed, similarity
 from brickyard.functions.extract import extract
@@ -14,6 +14,7 @@ from brickyard.functions.schema import ddl_to_schema, parse_response_format
 from brickyard.functions.text import fix_grammar, gen, mask, summarize, translate
 
 __all__ = [
+    "Demo",
     "Outcome",
     "aggregate",
     "analyze_sentiment",

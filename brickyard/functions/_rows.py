@@ -36,6 +36,14 @@ class Outcome(Generic[T]):
         return None
 
 
+@dataclass(frozen=True)
+class Demo:
+    """A few-shot demonstration: an input and the answer text the model should give for it."""
+
+    input: str
+    output: str
+
+
 def is_null(value: object) -> bool:
     return value is None or (isinstance(value, float) and value != value)  # None or NaN (pandas)
 
@@ -75,20 +83,27 @@ def data_requests(
     schema_name: str = "response",
     extra: dict[str, Any] | None = None,
     tag: str | None = None,
+    demos: Sequence[Sequence[Demo]] | None = None,
 ) -> list[ChatRequest | None]:
     """One greedy request per text: the instruction as system message, the text delimited as data.
 
-    NULL or blank texts get None (no call). `max_tokens` may be a function of the text.
+    NULL or blank texts get None (no call). `max_tokens` may be a function of the text. `demos`, one
+    list per text, are few-shot demonstrations sent as earlier turns (input delimited, answer as given).
     """
+    if demos is not None and len(demos) != len(texts):
+        raise ValueError("demos needs one list per text")
     requests: list[ChatRequest | None] = []
-    for text in texts:
+    for i, text in enumerate(texts):
         if is_null(text) or not str(text).strip():
             requests.append(None)
             continue
         body = str(text)
+        turns: list[dict[str, Any]] = [{"role": "system", "content": system}]
+        for demo in demos[i] if demos is not None else ():
+            turns += [{"role": "user", "content": delimited(demo.input)}, {"role": "assistant", "content": demo.output}]
         requests.append(
             ChatRequest(
-                messages=[{"role": "system", "content": system}, {"role": "user", "content": delimited(body)}],
+                messages=[*turns, {"role": "user", "content": delimited(body)}],
                 temperature=0.0,
                 max_tokens=max_tokens(body) if callable(max_tokens) else max_tokens,
                 json_schema=json_schema,

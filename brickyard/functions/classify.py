@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from brickyard._errors import InvalidRequestError, MalformedResponseError
-from brickyard.functions._rows import DATA_RULE, Outcome, data_requests, run_rows
+from brickyard.functions._rows import DATA_RULE, Demo, Outcome, data_requests, run_rows
 from brickyard.models._types import ChatRequest, ChatResult
 from brickyard.models.base import Model
 
@@ -55,8 +55,14 @@ def classify_requests(
     multilabel: bool = False,
     tag: str | None = None,
     first_token_only: bool = True,
+    demos: Sequence[Sequence[Demo]] | None = None,
+    reasoning: bool = False,
 ) -> list[ChatRequest | None]:
-    """One request per text (None for a NULL or blank text: no model call)."""
+    """One request per text (None for a NULL or blank text: no model call).
+
+    `demos` are few-shot demonstrations per text (their output is the label); `reasoning` asks for a
+    short chain of thought before the label, as JSON `{"reasoning": ..., "label": ...}`.
+    """
     mapping = label_map(labels)
     options = "\n".join(f"- {label}" + (f": {desc}" if desc else "") for label, desc in mapping.items())
     task = "every label that applies (possibly none)" if multilabel else "exactly one label"
@@ -69,7 +75,20 @@ def classify_requests(
     extra: dict[str, Any] = {}
     schema: dict[str, Any] | None = None
     longest = max(len(label) for label in mapping)
-    if multilabel:
+    if reasoning and not multilabel:
+        system += " First think step by step in `reasoning` (at most three sentences), then give the `label`."
+        schema = {
+            "type": "object",
+            "properties": {
+                "reasoning": {"type": "string", "maxLength": 400},
+                "label": {"type": "string", "enum": list(mapping)},
+            },
+            "required": ["reasoning", "label"],
+            "additionalProperties": False,
+        }
+        demos = [[Demo(d.input, json.dumps({"reasoning": "", "label": d.output})) for d in row] for row in demos or []]
+        max_tokens = 200 + longest
+    elif multilabel:
         schema = {
             "type": "object",
             "properties": {
@@ -82,7 +101,7 @@ def classify_requests(
             "required": ["labels"],
         }
         max_tokens = 16 + len(mapping) * (longest + 4)
-    elif model.supports_grammar:
+    elif model.supports_grammar and not reasoning:
         # The grammar admits only the labels, so the first token usually names one already: generate
         # one token and read the label off its prefix; rows whose prefix is ambiguous are asked again.
         extra["grammar"] = "root ::= " + " | ".join(_gbnf_literal(label) for label in mapping)
@@ -98,7 +117,14 @@ def classify_requests(
     else:
         max_tokens = longest + 16
     return data_requests(
-        texts, system, max_tokens=max_tokens, json_schema=schema, schema_name="classification", extra=extra, tag=tag
+        texts,
+        system,
+        max_tokens=max_tokens,
+        json_schema=schema,
+        schema_name="classification",
+        extra=extra,
+        tag=tag,
+        demos=demos or None,
     )
 
 
@@ -154,9 +180,23 @@ async def classify(
     multilabel: bool = False,
     tag: str | None = None,
     progress: bool | None = None,
+    demos: Sequence[Sequence[Demo]] | None = None,
+    reasoning: bool = False,
 ) -> Outcome[Any]:
-    """`ai_classify` over a list: a label per text (a list of labels when `multilabel`)."""
-    requests = classify_requests(texts, labels, model=model, instructions=instructions, multilabel=multilabel, tag=tag)
+    """`ai_classify` over a list: a label per text (a list of labels when `multilabel`).
+
+    `demos` (one list per text) are few-shot demonstrations; `reasoning` asks for a chain of thought first.
+    """
+    requests = classify_requests(
+        texts,
+        labels,
+        model=model,
+        instructions=instructions,
+        multilabel=multilabel,
+        tag=tag,
+        demos=demos,
+        reasoning=reasoning,
+    )
     mapping = label_map(labels)
     if multilabel:
         return await run_rows("ai_classify", model, requests, lambda r: parse_labels(r, mapping), progress=progress)
@@ -164,7 +204,13 @@ async def classify(
     again = [i for i, e in enumerate(outcome.errors) if e is not None and "starts several labels" in e]
     if again:
         full = classify_requests(
-            [texts[i] for i in again], mapping, model=model, instructions=instructions, tag=tag, first_token_only=False
+            [texts[i] for i in again],
+            mapping,
+            model=model,
+            instructions=instructions,
+            tag=tag,
+            first_token_only=False,
+            demos=[demos[i] for i in again] if demos is not None else None,
         )
         retry = await run_rows("ai_classify", model, full, lambda r: parse_label(r, mapping), progress=progress)
         for i, value, error in zip(again, retry.values, retry.errors, strict=True):

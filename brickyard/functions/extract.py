@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from brickyard._errors import InvalidRequestError, MalformedResponseError
-from brickyard.functions._rows import DATA_RULE, Outcome, data_requests, run_rows
+from brickyard.functions._rows import DATA_RULE, Demo, Outcome, data_requests, run_rows
 from brickyard.models._types import ChatResult
 from brickyard.models.base import Model
 
@@ -49,8 +49,12 @@ async def extract(
     instructions: str | None = None,
     tag: str | None = None,
     progress: bool | None = None,
+    demos: Sequence[Sequence[Demo]] | None = None,
 ) -> Outcome[dict[str, Any]]:
-    """A dict per text: one key per label (None when absent), or an object of the given JSON schema."""
+    """A dict per text: one key per label (None when absent), or an object of the given JSON schema.
+
+    `demos` (one list per text) are few-shot demonstrations whose output is the JSON answer.
+    """
     schema, names = _schema_of(labels)
     fields = ", ".join(schema["properties"])
     system = (
@@ -59,7 +63,9 @@ async def extract(
         + (f"Instructions: {instructions} " if instructions else "")
         + f"Answer with JSON. {DATA_RULE}"
     )
-    requests = data_requests(texts, system, max_tokens=1024, json_schema=schema, schema_name="extraction", tag=tag)
+    requests = data_requests(
+        texts, system, max_tokens=1024, json_schema=schema, schema_name="extraction", tag=tag, demos=demos
+    )
 
     def parse(result: ChatResult) -> dict[str, Any]:
         if not isinstance(result.json, dict):

@@ -9,10 +9,9 @@ function, the row and the cause; `ai_query(..., failOnError => false)` returns t
 from __future__ import annotations
 
 import json
-import threading
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from brickyard._errors import BrickyardError, InvalidRequestError, UserError
@@ -35,15 +34,15 @@ from brickyard.functions import (
 )
 from brickyard.functions._rows import is_null
 from brickyard.models._types import ChatRequest, ChatResult, EmbeddingResult, Usage
-from brickyard.models.base import Model, WrapperModel
-from brickyard.models.metering import Price
+from brickyard.models.base import Model
+from brickyard.models.costcap import CostCap, CostCapError, CostCapModel
 from brickyard.sql._loop_thread import LoopThread
 from brickyard.workspace import Workspace
 
 EMBEDDING_FUNCTIONS = {"ai_embed", "ai_similarity", "vector_search"}
 
 
-class QueryCostCapError(BrickyardError):
+class QueryCostCapError(CostCapError):
     """A query would cost more than its `--max-cost` cap."""
 
 
@@ -51,39 +50,8 @@ class AIFunctionError(UserError):
     """A row of an AI function failed and the query was strict."""
 
 
-@dataclass
-class QueryCap:
-    """A USD cap for one query, shared by every endpoint it calls."""
-
-    limit_usd: float
-    spent_usd: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class CappedModel(WrapperModel):
-    """Refuses a call that would take the query past its cost cap."""
-
-    def __init__(self, inner: Model, cap: QueryCap, price: Price) -> None:
-        super().__init__(inner)
-        self._cap, self._price = cap, price
-
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        estimate = self._price.estimate(request)
-        with self._cap.lock:
-            if self._cap.spent_usd + estimate > self._cap.limit_usd:
-                raise QueryCostCapError(
-                    f"the query reached its cost cap: {self._cap.spent_usd:.6g} USD spent of {self._cap.limit_usd:.6g} "
-                    f"and the next call would add about {estimate:.6g}. Fix: raise --max-cost, or run "
-                    "`brickyard sql --estimate` first"
-                )
-            self._cap.spent_usd += estimate  # held until the real cost is known
-        result = None
-        try:
-            result = await self.inner.complete(request)
-            return result
-        finally:
-            with self._cap.lock:
-                self._cap.spent_usd += (result.cost_usd if result is not None else 0.0) - estimate
+QueryCap = CostCap
+"""A USD cap for one query, shared by every endpoint it calls."""
 
 
 class RecordingModel(Model):
@@ -171,7 +139,13 @@ class FunctionBinding:
             if self.dry_run:
                 model = RecordingModel(model, self.recorded[name])
             elif self.cap is not None:
-                model = CappedModel(model, self.cap, self.workspace.registry.price(name))
+                model = CostCapModel(
+                    model,
+                    self.cap,
+                    self.workspace.registry.price(name),
+                    error=QueryCostCapError,
+                    fix="raise --max-cost, or run `brickyard sql --estimate` first",
+                )
             self._models[name] = model
         return self._models[name]
 

@@ -1,0 +1,169 @@
+"""Candidates: an endpoint × a prompt strategy (× an instruction variant), and running one on cases.
+
+A candidate is applied to the agent's spec to give the spec variant it stands for, so what is measured
+is exactly what gets deployed when it is chosen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from brickyard._errors import BrickyardError, UserError
+from brickyard.agents.runner import Agents
+from brickyard.agents.spec import AgentKind, AgentSpec, Example, OptimizationState, Strategy
+from brickyard.agents.trace import Trace
+from brickyard.evals._types import Case
+from brickyard.models.costcap import CostCap, CostCapError
+
+MAX_DEMO_POOL = 200
+"""At most this many labelled dev cases are kept in a spec as the pool few-shot demonstrations come from."""
+
+SHORT = {Strategy.zero_shot: "zero-shot", Strategy.few_shot: "few-shot", Strategy.chain_of_thought: "cot"}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One thing to measure: an endpoint, a strategy, and optionally other instructions."""
+
+    endpoint: str
+    strategy: Strategy = Strategy.zero_shot
+    k: int = 3
+    variant: str | None = None
+    instructions: str | None = None
+
+    @property
+    def id(self) -> str:
+        shots = f"-{self.k}" if self.strategy is Strategy.few_shot else ""
+        return f"{self.endpoint}/{SHORT[self.strategy]}{shots}" + (f"/{self.variant}" if self.variant else "")
+
+    def apply(self, spec: AgentSpec, demo_pool: Sequence[Case] = ()) -> AgentSpec:
+        """The spec variant this candidate stands for (demonstrations come from `demo_pool`)."""
+        update: dict[str, Any] = {"endpoint": self.endpoint, "strategy": self.strategy}
+        if self.strategy is Strategy.few_shot:
+            labelled = [c for c in demo_pool if c.expected is not None][:MAX_DEMO_POOL]
+            if not labelled:
+                raise UserError(f"{self.id}: few-shot needs labelled dev cases. Fix: add expected outputs")
+            update["examples"] = [Example(input=c.input, output=c.expected) for c in labelled]
+            update["few_shot_k"] = self.k
+        elif spec.kind is AgentKind.transform:
+            update["examples"] = []  # zero-shot: no demonstrations at all
+        if self.instructions is not None:
+            update["instructions"] = self.instructions
+        return spec.model_copy(update=update)
+
+
+def strategies_for(kind: AgentKind, *, labelled_dev: bool) -> list[Strategy]:
+    """The strategies a task allows: few-shot needs labelled dev cases; chain of thought fits classification."""
+    if kind in (AgentKind.knowledge, AgentKind.supervisor):
+        return [Strategy.zero_shot]
+    strategies = [Strategy.zero_shot]
+    if labelled_dev:
+        strategies.append(Strategy.few_shot)
+    if kind is AgentKind.classify:
+        strategies.append(Strategy.chain_of_thought)
+    return strategies
+
+
+def parse_candidate(text: str) -> Candidate:
+    """`ENDPOINT` or `ENDPOINT/STRATEGY` (zero-shot, few-shot, few-shot-5, cot)."""
+    endpoint, _, strategy = text.strip().partition("/")
+    if not endpoint:
+        raise UserError(f"`{text}` is not a candidate. Fix: ENDPOINT or ENDPOINT/zero-shot|few-shot[-K]|cot")
+    if not strategy or strategy in ("zero-shot", "zero_shot"):
+        return Candidate(endpoint)
+    if strategy in ("cot", "chain_of_thought", "chain-of-thought"):
+        return Candidate(endpoint, Strategy.chain_of_thought)
+    if strategy.startswith(("few-shot", "few_shot")):
+        k = strategy[len("few-shot") :].lstrip("-_")
+        if k and not k.isdigit():
+            raise UserError(f"`{text}`: few-shot takes a number of demonstrations, e.g. few-shot-5")
+        return Candidate(endpoint, Strategy.few_shot, k=int(k) if k else 3)
+    raise UserError(f"`{text}`: unknown strategy `{strategy}`. Fix: zero-shot, few-shot[-K] or cot")
+
+
+def expand(
+    endpoints: Sequence[str],
+    kind: AgentKind,
+    *,
+    labelled_dev: bool,
+    k: int = 3,
+    variants: dict[str, str] | None = None,
+) -> list[Candidate]:
+    """Every endpoint × every strategy the task allows × every instruction variant (or the spec's own)."""
+    chosen: list[Candidate] = []
+    for endpoint in endpoints:
+        if "/" in endpoint:
+            chosen.append(parse_candidate(endpoint))
+            continue
+        for strategy in strategies_for(kind, labelled_dev=labelled_dev):
+            for name, text in (variants or {None: None}).items():  # type: ignore[dict-item]
+                chosen.append(Candidate(endpoint, strategy, k=k, variant=name, instructions=text))
+    return list(dict.fromkeys(chosen))
+
+
+@dataclass
+class CaseRun:
+    """One candidate's run on one case: its output or error, and what the run cost."""
+
+    case_id: str
+    output: Any = None
+    error: str | None = None
+    cost_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_s: float = 0.0
+    calls: int = 0
+    capped: bool = False
+    """True when the case was not run because the sweep's cost cap was reached."""
+
+
+async def run_cases(
+    agents: Agents,
+    spec: AgentSpec,
+    cases: Sequence[Case],
+    *,
+    concurrency: int = 8,
+    stop: asyncio.Event | None = None,
+    cap: CostCap | None = None,
+) -> list[CaseRun]:
+    """Run a spec variant on every case; a failing case keeps its error. Once the cost `cap` is reached,
+    `stop` is set and the cases the cap refused, and those not yet started, are marked capped."""
+    semaphore = asyncio.Semaphore(concurrency)
+    stop = stop or asyncio.Event()
+
+    async def one(case: Case) -> CaseRun:
+        async with semaphore:
+            if stop.is_set():
+                return CaseRun(case.id, capped=True)
+            trace = Trace(agent=spec.name, version=0, input=case.input)
+            started = time.perf_counter()
+            run = CaseRun(case.id)
+            try:
+                run.output = await agents.execute(spec, case.input, trace)
+            except CostCapError:
+                stop.set()
+                return CaseRun(case.id, capped=True)
+            except BrickyardError as exc:
+                run.error = f"{type(exc).__name__}: {exc}"
+            if cap is not None and cap.reached:
+                stop.set()
+                if run.error is not None:
+                    return CaseRun(case.id, capped=True)
+            run.latency_s = time.perf_counter() - started
+            run.cost_usd, run.input_tokens, run.output_tokens = trace.cost_usd, trace.input_tokens, trace.output_tokens
+            run.calls = sum(1 for s in trace.steps if s.kind == "model")
+            return run
+
+    return list(await asyncio.gather(*(one(c) for c in cases)))
+
+
+def chosen_spec(
+    spec: AgentSpec, candidate: Candidate, demo_pool: Sequence[Case], evidence: dict[str, Any]
+) -> AgentSpec:
+    """The spec to deploy: the candidate's variant, marked COMPLETED with the evidence."""
+    variant = candidate.apply(spec, demo_pool)
+    return variant.model_copy(update={"optimization_state": OptimizationState.COMPLETED, "evidence": evidence})

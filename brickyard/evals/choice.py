@@ -1,0 +1,85 @@
+"""Choosing on evidence: selection policies, the paired comparison of the top two, the Pareto frontier."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from brickyard.evals.policy import Policy, PolicyKind
+from brickyard.evals.stats import paired_comparison, pareto_frontier
+from brickyard.evals.sweep import Row, SweepResult
+
+
+def _cost_key(row: Row) -> tuple[float, float]:
+    latency = row.latency_p50_s if row.latency_p50_s == row.latency_p50_s else math.inf
+    return (row.usd_per_1k, latency)
+
+
+def choose(rows: list[Row], primary: str, policy: Policy) -> Row | None:
+    """The candidate the policy picks among those scored on the whole test split (None when none qualifies)."""
+    finished = [r for r in rows if r.dropped_at is None and r.cases > r.errors and primary in r.metrics]
+    if not finished:
+        return None
+    best = max(finished, key=lambda r: (r.score(primary), [-x for x in _cost_key(r)]))
+    if policy.kind is PolicyKind.max_quality:
+        return best
+    if policy.kind is PolicyKind.cheapest_within:
+        floor = best.score(primary) - (policy.value or 0.0) / 100
+        eligible = [r for r in finished if r.score(primary) >= floor - 1e-12]
+        return min(eligible, key=lambda r: (*_cost_key(r), -r.score(primary)))
+    eligible = [r for r in finished if r.usd_per_1k <= (policy.value or 0.0) + 1e-12]
+    return max(eligible, key=lambda r: (r.score(primary), [-x for x in _cost_key(r)])) if eligible else None
+
+
+def frontier(rows: list[Row], primary: str) -> list[str]:
+    """Candidate ids on the quality-vs-cost Pareto frontier (cost: USD per 1k rows; when every candidate
+    costs the same, e.g. all local, latency p50 stands in for cost)."""
+    finished = [r for r in rows if r.dropped_at is None and primary in r.metrics]
+    if not finished:
+        return []
+    flat_usd = len({round(r.usd_per_1k, 12) for r in finished}) == 1
+    points = [(r.score(primary), r.latency_p50_s if flat_usd else r.usd_per_1k) for r in finished]
+    points = [(q, c if c == c else math.inf) for q, c in points]
+    return [finished[i].id for i in pareto_frontier(points)]
+
+
+def compare_top(result: SweepResult, rows: list[Row]) -> dict[str, Any] | None:
+    """Is the best significantly better than the runner-up on the same cases? (paired bootstrap)"""
+    finished = [r for r in rows if r.dropped_at is None and result.primary in r.metrics]
+    if len(finished) < 2:
+        return None
+    best, second = finished[0], finished[1]
+    by_id = {r.id: r for r in result.results}
+    scorer = result.scorer(result.primary)
+    a, b = by_id[best.id].scores[result.primary], by_id[second.id].scores[result.primary]
+    n = min(len(a), len(b))
+    comparison = paired_comparison(a[:n], b[:n], scorer.aggregate)
+    return {
+        "best": best.id,
+        "runner_up": second.id,
+        "metric": result.primary,
+        "diff": float(comparison.diff),
+        "low": float(comparison.low),
+        "high": float(comparison.high),
+        "p_value": float(comparison.p_value),
+        "significant": bool(comparison.significant),
+    }
+
+
+def evidence(result: SweepResult, chosen: Row, policy: Policy, comparison: dict[str, Any] | None) -> dict[str, Any]:
+    """What is written into the agent spec with the choice."""
+    return {
+        "run_id": result.run_id,
+        "dataset": result.dataset.name,
+        "dataset_version": result.dataset.version,
+        "test_cases": len(result.dataset.test),
+        "candidate": chosen.id,
+        "policy": str(policy),
+        "metric": result.primary,
+        "score": chosen.metrics[result.primary],
+        "usd_per_1k": chosen.usd_per_1k,
+        "latency_p50_s": chosen.latency_p50_s,
+        "comparison": comparison,
+        "candidates": len(result.results),
+        "partial": result.partial,
+    }

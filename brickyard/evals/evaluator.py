@@ -1,0 +1,292 @@
+"""The evaluator: sweep candidates for an agent on a dataset, choose on evidence, write the choice and report.
+
+`evaluate()` is what `brickyard eval run` calls; `estimate()` is its dry run; `rerun()` re-evaluates
+against the stored set with any endpoints added since and says whether the choice would change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from brickyard._errors import BrickyardError, UserError
+from brickyard.agents.runner import Agents
+from brickyard.agents.spec import AgentKind, AgentSpec
+from brickyard.agents.trace import Trace
+from brickyard.batch import DEFAULT_OUTPUT_TOKENS
+from brickyard.evals._types import Scorer
+from brickyard.evals.candidates import Candidate, chosen_spec, expand
+from brickyard.evals.choice import choose, compare_top, evidence, frontier
+from brickyard.evals.datasets import Dataset, EvalDatasets
+from brickyard.evals.policy import Policy
+from brickyard.evals.report import record, write_cases, write_report
+from brickyard.evals.scorers import check_labels, default_scorers
+from brickyard.evals.sweep import HalvingPlan, Sweep, halving_saving, leaderboard
+from brickyard.models._types import ChatRequest, ChatResult, estimate_tokens
+from brickyard.models.base import Model, WrapperModel
+from brickyard.workspace import Workspace
+
+EVALS_DIR = "evals"
+
+
+def usable_chat_endpoints(workspace: Workspace) -> list[str]:
+    """Endpoints that can answer chat now (key present, weights pulled), embedding-only ones left out."""
+    registry = workspace.registry
+    usable = []
+    for name in registry.endpoint_names():
+        config = registry.config_for(name)
+        if config.model is not None and config.model.startswith("local:e5"):
+            continue
+        if registry.readiness(name) is None:
+            usable.append(name)
+    return usable
+
+
+def scorers_for(workspace: Workspace, spec: AgentSpec, dataset: Dataset, judge: str | None) -> list[Scorer]:
+    """The task metrics for the agent's kind, plus LLM judges when a judge endpoint is given."""
+    from brickyard.evals import judges
+
+    embedder = workspace.registry.get(workspace.settings.defaults.embedding)
+    labelled = dataset.labelled
+    scorers: list[Scorer] = default_scorers(spec.kind, embedder=embedder) if labelled else []
+    if judge is not None:
+        model = workspace.registry.get(judge)
+        if labelled and spec.kind in (AgentKind.transform, AgentKind.knowledge, AgentKind.supervisor):
+            scorers.append(judges.Correctness(model))
+        if spec.kind in (AgentKind.transform, AgentKind.knowledge, AgentKind.supervisor):
+            scorers.append(judges.Relevance(model))
+        if spec.kind is AgentKind.knowledge:
+            scorers.append(judges.Groundedness(model))
+        if spec.guidelines:
+            scorers.append(judges.GuidelineAdherence(model, spec.guidelines))
+    if not scorers:
+        raise UserError(
+            f"dataset {dataset.name} has no expected outputs, so task metrics cannot be computed. "
+            "Fix: add an `expected` column, or pass --judge ENDPOINT for judge-only scoring"
+        )
+    check_labels(scorers, dataset.test)
+    return scorers
+
+
+@dataclass
+class Evaluation:
+    """A finished evaluation: the record (plain data), where it was written, and the chosen spec version."""
+
+    record: dict[str, Any]
+    report_path: Path
+    record_path: Path
+
+
+def candidates_for(
+    workspace: Workspace, spec: AgentSpec, dataset: Dataset, given: Sequence[str] | None, *, k: int = 3
+) -> list[Candidate]:
+    labelled_dev = any(c.expected is not None for c in dataset.dev)
+    endpoints = list(given) if given else usable_chat_endpoints(workspace)
+    if not endpoints:
+        raise UserError("no usable endpoint to evaluate. Fix: `brickyard models pull smollm2-135m` or add endpoints")
+    return expand(endpoints, spec.kind, labelled_dev=labelled_dev, k=k)
+
+
+async def evaluate(
+    workspace: Workspace,
+    agent: str,
+    dataset_name: str,
+    *,
+    candidates: Sequence[str] | None = None,
+    judge: str | None = None,
+    policy: Policy | None = None,
+    max_cost_usd: float | None = None,
+    plan: HalvingPlan | None = None,
+    apply: bool = True,
+    report_path: Path | None = None,
+    console: Console | None = None,
+    k: int = 3,
+    dataset_version: int | None = None,
+) -> Evaluation:
+    """Sweep, score, compare and choose; write the record, the per-case file and the HTML report."""
+    policy = policy or Policy()
+    agents = Agents(workspace)
+    spec, version = agents.store.get(agent)
+    datasets = EvalDatasets(workspace.path)
+    try:
+        dataset = datasets.get(dataset_name, dataset_version)
+        chosen_candidates = candidates_for(workspace, spec, dataset, candidates, k=k)
+        scorers = scorers_for(workspace, spec, dataset, judge)
+        sweep = Sweep(
+            workspace,
+            spec,
+            version,
+            dataset,
+            chosen_candidates,
+            scorers,
+            plan=plan,
+            policy=policy,
+            max_cost_usd=max_cost_usd,
+            console=console,
+        )
+        result = await sweep.run()
+        rows = leaderboard(result)
+        chosen_row = choose(rows, result.primary, policy)
+        comparison = compare_top(result, rows)
+        applied = None
+        if chosen_row is not None and apply and not result.partial:
+            candidate = next(r.candidate for r in result.results if r.id == chosen_row.id)
+            proof = evidence(result, chosen_row, policy, comparison)
+            applied = agents.create(chosen_spec(spec, candidate, dataset.dev, proof))
+        rec = record(
+            result,
+            rows,
+            policy=str(policy),
+            chosen=chosen_row.id if chosen_row else None,
+            comparison=comparison,
+            pareto=frontier(rows, result.primary),
+            saving=halving_saving(result),
+            applied_version=applied,
+        )
+        folder = workspace.path / EVALS_DIR / "runs"
+        folder.mkdir(parents=True, exist_ok=True)
+        record_path = folder / f"{result.run_id}.json"
+        record_path.write_text(json.dumps(rec, indent=1, default=str), encoding="utf-8")
+        write_cases(result, folder)
+        report = write_report(rec, report_path or folder / f"{result.run_id}.html")
+        datasets.save_run(result.run_id, agent, dataset.name, dataset.version, rec)
+        return Evaluation(rec, report, record_path)
+    finally:
+        datasets.close()
+        agents.close()
+
+
+# -- estimate ---------------------------------------------------------------------------------------
+
+
+class _DryRun(BrickyardError):
+    """Raised by the recording model: the request is counted, nothing is sent."""
+
+
+class _Recorder(WrapperModel):
+    def __init__(self, inner: Model, endpoint: str, sink: list[tuple[str, ChatRequest]]) -> None:
+        super().__init__(inner)
+        self._endpoint, self._sink = endpoint, sink
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        self._sink.append((self._endpoint, request))
+        raise _DryRun("dry run")
+
+
+async def estimate(
+    workspace: Workspace,
+    agent: str,
+    dataset_name: str,
+    *,
+    candidates: Sequence[str] | None = None,
+    judge: str | None = None,
+    k: int = 3,
+) -> dict[str, Any]:
+    """Expected calls, tokens and USD of a full sweep (every candidate on every test case), sending nothing
+    but local embedding calls for few-shot demonstrations. Successive halving can only spend less."""
+    sink: list[tuple[str, ChatRequest]] = []
+    agents = Agents(workspace, wrap_model=lambda name, model: _Recorder(model, name, sink))
+    spec, _ = agents.store.get(agent)
+    datasets = EvalDatasets(workspace.path)
+    try:
+        dataset = datasets.get(dataset_name)
+        chosen = candidates_for(workspace, spec, dataset, candidates, k=k)
+        per_candidate: list[dict[str, Any]] = []
+        for candidate in chosen:
+            variant = candidate.apply(spec, dataset.dev)
+            start = len(sink)
+            for case in dataset.test:
+                before = len(sink)
+                try:
+                    await agents.execute(variant, case.input, Trace(agent=agent, version=0, input=case.input))
+                except BrickyardError as exc:  # the recorder stops every run at its first request
+                    if len(sink) == before:
+                        raise UserError(f"{candidate.id} cannot run: {exc}") from None
+            requests = sink[start:]
+            price = workspace.registry.price(candidate.endpoint)
+            tokens_in = sum(estimate_tokens(r.prompt_text()) for _, r in requests)
+            tokens_out = sum(r.max_tokens or DEFAULT_OUTPUT_TOKENS for _, r in requests)
+            per_candidate.append(
+                {
+                    "candidate": candidate.id,
+                    "calls": len(requests),
+                    "input_tokens": tokens_in,
+                    "output_tokens": tokens_out,
+                    "usd": sum(price.estimate(r) for _, r in requests),
+                }
+            )
+        judges_calls = len(dataset.test) * len(chosen) * (0 if judge is None else 2)
+        judge_usd = 0.0
+        if judge is not None:
+            judge_price = workspace.registry.price(judge)
+            judge_usd = judges_calls * (judge_price.input_per_1m * 600 + judge_price.output_per_1m * 150) / 1e6
+        return {
+            "agent": agent,
+            "dataset": dataset.name,
+            "test_cases": len(dataset.test),
+            "candidates": per_candidate,
+            "calls": sum(int(c["calls"]) for c in per_candidate) + judges_calls,
+            "input_tokens": sum(int(c["input_tokens"]) for c in per_candidate),
+            "output_tokens": sum(int(c["output_tokens"]) for c in per_candidate),
+            "judge_calls": judges_calls,
+            "usd": sum(float(c["usd"]) for c in per_candidate) + judge_usd,
+        }
+    finally:
+        datasets.close()
+        agents.close()
+
+
+# -- rerun ------------------------------------------------------------------------------------------
+
+
+async def rerun(
+    workspace: Workspace, agent: str, *, console: Console | None = None, apply: bool = False, **options: Any
+) -> tuple[Evaluation, dict[str, Any]]:
+    """Evaluate again on the stored set with the last run's candidates plus endpoints added since.
+
+    Answers already seen come from the response cache, so only new candidates cost calls. Returns the
+    new evaluation and `{"previous": id, "now": id, "changed": bool, "new_candidates": [...]}`.
+    """
+    datasets = EvalDatasets(workspace.path)
+    try:
+        runs = datasets.runs(agent)
+    finally:
+        datasets.close()
+    if not runs:
+        raise UserError(f"agent {agent} has no evaluation to rerun. Fix: `brickyard eval run {agent} --dataset NAME`")
+    last = runs[0]
+    previous = [c["id"] for c in last["candidates"]]
+    old_endpoints = {c["endpoint"] for c in last["candidates"]}
+    added = [e for e in usable_chat_endpoints(workspace) if e not in old_endpoints]
+    agents, datasets = Agents(workspace), EvalDatasets(workspace.path)
+    try:
+        spec, _ = agents.store.get(agent)
+        dataset = datasets.get(last["dataset"]["name"], last["dataset"]["version"])
+    finally:
+        agents.close()
+        datasets.close()
+    labelled_dev = any(c.expected is not None for c in dataset.dev)
+    new = [c.id for c in expand(added, spec.kind, labelled_dev=labelled_dev)]
+    evaluation = await evaluate(
+        workspace,
+        agent,
+        last["dataset"]["name"],
+        candidates=[*previous, *new],
+        policy=Policy.parse(last["policy"]),
+        dataset_version=last["dataset"]["version"],
+        apply=apply,
+        console=console,
+        **options,
+    )
+    now = evaluation.record["chosen"]
+    return evaluation, {"previous": last["chosen"], "now": now, "changed": now != last["chosen"], "new_candidates": new}
+
+
+def run_sync(coro: Any) -> Any:
+    return asyncio.run(coro)

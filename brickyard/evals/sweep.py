@@ -1,0 +1,304 @@
+"""A sweep: candidates scored on the test split with successive halving, bootstrap intervals and cost.
+
+Successive halving: every surviving candidate is scored on a growing prefix of the test cases (rungs
+of n, n·eta, ..., all); after each rung but the last, a candidate whose primary score is significantly
+below the leader's on the same cases (paired bootstrap, p < alpha) is dropped. Clearly worse
+candidates stop early, so the sweep costs a fraction of scoring every candidate on every case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+
+from brickyard.agents.runner import Agents
+from brickyard.agents.spec import AgentSpec
+from brickyard.evals._types import Case, CaseScore, Scorer
+from brickyard.evals.candidates import Candidate, CaseRun, run_cases
+from brickyard.evals.datasets import Dataset
+from brickyard.evals.policy import Policy, PolicyKind
+from brickyard.evals.stats import bootstrap_ci, paired_comparison, percentile
+from brickyard.models.base import Model
+from brickyard.models.costcap import CostCap, CostCapModel
+from brickyard.workspace import Workspace
+
+
+@dataclass
+class HalvingPlan:
+    """How the sample grows: the first rung has at least `min_cases`; each next one is `eta` times larger."""
+
+    eta: int = 2
+    min_cases: int = 30
+    alpha: float = 0.05
+    enabled: bool = True
+
+    def rungs(self, total: int, candidates: int) -> list[int]:
+        if not self.enabled or candidates < 2 or total <= self.min_cases:
+            return [total]
+        steps = min(math.ceil(math.log(candidates, self.eta)), int(math.log(total / self.min_cases, self.eta)))
+        sizes = [math.ceil(total / self.eta**j) for j in range(max(steps, 0), 0, -1)]
+        return sorted({*sizes, total})
+
+
+@dataclass
+class CandidateResult:
+    """Everything measured for one candidate."""
+
+    candidate: Candidate
+    runs: list[CaseRun] = field(default_factory=list)
+    scores: dict[str, list[CaseScore]] = field(default_factory=dict)
+    dropped_at: int | None = None
+
+    @property
+    def id(self) -> str:
+        return self.candidate.id
+
+    @property
+    def ran(self) -> list[CaseRun]:
+        return [r for r in self.runs if not r.capped]
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(r.cost_usd for r in self.runs)
+
+    @property
+    def errors(self) -> list[str]:
+        return [r.error for r in self.runs if r.error]
+
+
+@dataclass
+class SweepResult:
+    """A finished (or capped) sweep: per-candidate results and what the sweep saved."""
+
+    run_id: str
+    agent: str
+    agent_version: int
+    dataset: Dataset
+    scorers: list[Scorer]
+    results: list[CandidateResult]
+    rungs: list[int]
+    partial: bool = False
+    elapsed_s: float = 0.0
+    started: float = field(default_factory=time.time)
+
+    @property
+    def primary(self) -> str:
+        return self.scorers[0].name
+
+    def scorer(self, name: str) -> Scorer:
+        return next(s for s in self.scorers if s.name == name)
+
+    def survivors(self) -> list[CandidateResult]:
+        return [r for r in self.results if r.dropped_at is None and r.ran and any(x.output is not None for x in r.ran)]
+
+
+async def score_runs(
+    scorers: Sequence[Scorer], cases: Sequence[Case], runs: Sequence[CaseRun]
+) -> dict[str, list[CaseScore]]:
+    """Every scorer's verdict on the cases that ran (a failed case is passed as None and counts as 0)."""
+    pairs = [(c, r) for c, r in zip(cases, runs, strict=True) if not r.capped]
+    kept = [c for c, _ in pairs]
+    outputs = [r.output if r.error is None else None for _, r in pairs]
+    verdicts = await asyncio.gather(*(s.score(kept, outputs) for s in scorers))
+    return {s.name: list(v) for s, v in zip(scorers, verdicts, strict=True)}
+
+
+class Sweep:
+    """Runs candidates for one agent on one dataset; `run()` returns a `SweepResult`."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        spec: AgentSpec,
+        agent_version: int,
+        dataset: Dataset,
+        candidates: Sequence[Candidate],
+        scorers: Sequence[Scorer],
+        *,
+        plan: HalvingPlan | None = None,
+        policy: Policy | None = None,
+        max_cost_usd: float | None = None,
+        concurrency: int = 8,
+        console: Console | None = None,
+    ) -> None:
+        if not candidates:
+            raise ValueError("a sweep needs at least one candidate")
+        if not dataset.test:
+            raise ValueError(f"dataset {dataset.name} has no test cases")
+        self.workspace, self.spec, self.agent_version, self.dataset = workspace, spec, agent_version, dataset
+        self.candidates = list(dict.fromkeys(candidates))
+        self.scorers = list(scorers)
+        self.plan = plan or HalvingPlan()
+        self.policy = policy or Policy()
+        self.cap = CostCap(max_cost_usd) if max_cost_usd is not None else None
+        self.concurrency = concurrency
+        self.console = console
+
+    def _wrap(self) -> Callable[[str, Model], Model] | None:
+        cap = self.cap
+        if cap is None:
+            return None
+        registry = self.workspace.registry
+        return lambda name, model: CostCapModel(model, cap, registry.price(name), fix="raise --max-cost")
+
+    async def run(self) -> SweepResult:
+        started = time.perf_counter()
+        agents = Agents(self.workspace, wrap_model=self._wrap())
+        test = self.dataset.test
+        rungs = self.plan.rungs(len(test), len(self.candidates))
+        results = [CandidateResult(c) for c in self.candidates]
+        stop = asyncio.Event()
+        variants = {c: c.apply(self.spec, self.dataset.dev) for c in self.candidates}
+        done = 0
+        for rung, size in enumerate(rungs):
+            alive = [r for r in results if r.dropped_at is None]
+            for result in alive:
+                new_cases = test[done:size]
+                self._say(f"rung {rung + 1}/{len(rungs)}: {result.id} on cases {done + 1}–{size}")
+                runs = await run_cases(
+                    agents, variants[result.candidate], new_cases, concurrency=self.concurrency, stop=stop, cap=self.cap
+                )
+                verdicts = await score_runs(self.scorers, new_cases, runs)
+                result.runs.extend(runs)
+                for name, scores in verdicts.items():
+                    result.scores.setdefault(name, []).extend(scores)
+            done = size
+            if stop.is_set():
+                break
+            if size < len(test):
+                self._drop_clearly_worse(alive, size)
+        elapsed = time.perf_counter() - started
+        return SweepResult(
+            run_id=uuid.uuid4().hex[:12],
+            agent=self.spec.name,
+            agent_version=self.agent_version,
+            dataset=self.dataset,
+            scorers=self.scorers,
+            results=results,
+            rungs=rungs,
+            partial=stop.is_set(),
+            elapsed_s=elapsed,
+        )
+
+    def _drop_clearly_worse(self, alive: list[CandidateResult], size: int) -> None:
+        """Drop candidates the policy can no longer choose: over its cost limit, or significantly more than
+        its margin below the leader on the same cases (the 95% interval of the paired difference clears it)."""
+        primary = self.scorers[0]
+        if self.policy.kind is PolicyKind.best_under:
+            limit = self.policy.value or 0.0
+            for result in alive:
+                ran = result.ran
+                if ran and 1000 * sum(x.cost_usd for x in ran) / len(ran) > limit:
+                    result.dropped_at = size
+                    self._say(f"  dropped {result.id}: over {limit:g} USD per 1k rows")
+            alive = [r for r in alive if r.dropped_at is None]
+        if len(alive) < 2:
+            return
+        means = {r.id: primary.aggregate(r.scores[primary.name]) for r in alive}
+        leader = max(alive, key=lambda r: means[r.id])
+        for result in alive:
+            if result is leader:
+                continue
+            comparison = paired_comparison(leader.scores[primary.name], result.scores[primary.name], primary.aggregate)
+            if comparison.low > self.policy.margin and comparison.p_value < self.plan.alpha:
+                result.dropped_at = size
+                self._say(
+                    f"  dropped {result.id}: {means[result.id]:.3f} vs {means[leader.id]:.3f} "
+                    f"(p={comparison.p_value:.3f})"
+                )
+
+    def _say(self, message: str) -> None:
+        if self.console is not None:
+            self.console.print(message, markup=False, highlight=False)
+
+
+# -- summaries ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """A leaderboard row."""
+
+    id: str
+    metrics: dict[str, dict[str, float]]
+    cases: int
+    errors: int
+    cost_usd: float
+    usd_per_1k: float
+    latency_p50_s: float
+    latency_p95_s: float
+    input_tokens: int
+    output_tokens: int
+    dropped_at: int | None
+    sample_errors: list[str]
+
+    def score(self, metric: str) -> float:
+        return self.metrics[metric]["estimate"]
+
+
+def leaderboard(result: SweepResult, *, seed: int = 0) -> list[Row]:
+    """One row per candidate, best primary score first (dropped candidates after survivors)."""
+    rows = []
+    for r in result.results:
+        ran = r.ran
+        metrics = {}
+        for name, scores in r.scores.items():
+            interval = bootstrap_ci(scores, result.scorer(name).aggregate, seed=seed)
+            metrics[name] = {"estimate": interval.estimate, "low": interval.low, "high": interval.high}
+        latencies = [x.latency_s for x in ran if x.error is None]
+        cost = sum(x.cost_usd for x in ran)
+        rows.append(
+            Row(
+                id=r.id,
+                metrics=metrics,
+                cases=len(ran),
+                errors=sum(1 for x in ran if x.error),
+                cost_usd=cost,
+                usd_per_1k=1000 * cost / len(ran) if ran else 0.0,
+                latency_p50_s=percentile(latencies, 50) if latencies else float("nan"),
+                latency_p95_s=percentile(latencies, 95) if latencies else float("nan"),
+                input_tokens=sum(x.input_tokens for x in ran),
+                output_tokens=sum(x.output_tokens for x in ran),
+                dropped_at=r.dropped_at,
+                sample_errors=list(dict.fromkeys(r.errors))[:3],
+            )
+        )
+
+    def key(row: Row) -> tuple[int, float]:
+        score = row.metrics.get(result.primary, {}).get("estimate", float("nan"))
+        return (row.dropped_at is not None, -(score if score == score else -1.0))
+
+    return sorted(rows, key=key)
+
+
+def halving_saving(result: SweepResult) -> dict[str, Any]:
+    """What successive halving saved against scoring every candidate on every test case."""
+    total = len(result.dataset.test)
+    full_cases = total * len(result.results)
+    ran_cases = sum(len(r.ran) for r in result.results)
+    full_usd = 0.0
+    full_calls = 0.0
+    for r in result.results:
+        ran = r.ran
+        if ran:
+            full_usd += total * sum(x.cost_usd for x in ran) / len(ran)
+            full_calls += total * sum(x.calls for x in ran) / len(ran)
+    spent = sum(r.cost_usd for r in result.results)
+    calls = sum(sum(x.calls for x in r.ran) for r in result.results)
+    return {
+        "case_runs": ran_cases,
+        "case_runs_full": full_cases,
+        "case_runs_saved": 1 - ran_cases / full_cases if full_cases else 0.0,
+        "calls": calls,
+        "calls_full_estimate": round(full_calls),
+        "usd": spent,
+        "usd_full_estimate": full_usd,
+        "usd_saved": 1 - spent / full_usd if full_usd else 0.0,
+    }

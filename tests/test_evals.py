@@ -1,0 +1,251 @@
+"""The evaluator end to end on scripted candidates with known accuracies (exact assertions)."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+import pytest
+from conftest import DETERMINISTIC_CONFIG, write_config
+from typer.testing import CliRunner
+
+from brickyard import FunctionModel, UserError, Workspace
+from brickyard.agents.runner import Agents
+from brickyard.agents.spec import OptimizationState, Strategy, parse_spec
+from brickyard.cli import app
+from brickyard.config import EndpointConfig
+from brickyard.evals import Case, EvalDatasets, HalvingPlan, Policy, estimate, evaluate, rerun
+from brickyard.evals.candidates import Candidate, parse_candidate
+from brickyard.evals.datasets import cases_from_rows, split_cases
+from brickyard.models._types import ChatRequest
+
+LABELS = ["pos", "neg"]
+
+
+def gold(i: int) -> str:
+    return LABELS[i % 2]
+
+
+def scripted(accuracy: float, seed: int) -> FunctionModel:
+    """Answers case i right with probability `accuracy` (fixed per case by the seed)."""
+
+    def answer(request: ChatRequest) -> dict[str, str]:
+        i = int(re.search(r"case (\d+)", str(request.messages[-1]["content"])).group(1))  # type: ignore[union-attr]
+        right = random.Random(seed * 100_003 + i).random() < accuracy
+        return {"label": gold(i) if right else gold(i + 1)}
+
+    return FunctionModel(answer, name=f"function:acc{accuracy}")
+
+
+@pytest.fixture
+def ws(workspace: Workspace) -> Workspace:
+    ws = write_config(workspace, DETERMINISTIC_CONFIG)
+    for name, accuracy, price in (("good", 0.9, 4.0), ("mid", 0.8, 1.0), ("bad", 0.3, 0.5)):
+        ws.registry.register(
+            name,
+            scripted(accuracy, seed=len(name)),
+            EndpointConfig(model=f"function:{name}", price_input_per_1m=price, price_output_per_1m=price, cache=False),
+        )
+    agents = Agents(ws)
+    agents.create(parse_spec({"name": "sentiment", "kind": "classify", "labels": LABELS, "endpoint": "det"}))
+    agents.close()
+    datasets = EvalDatasets(ws.path)
+    cases = [Case(id=str(i), input=f"case {i}: some review text", expected=gold(i)) for i in range(300)]
+    datasets.create("reviews", cases, source="test", dev_fraction=0.3, seed=7)
+    datasets.close()
+    return ws
+
+
+async def test_halving_drops_the_scripted_bad_candidate_and_chooses_the_truly_best(ws: Workspace) -> None:
+    evaluation = await evaluate(
+        ws,
+        "sentiment",
+        "reviews",
+        candidates=["good/zero-shot", "mid/zero-shot", "bad/zero-shot"],
+        plan=HalvingPlan(min_cases=30),
+    )
+    rec = evaluation.record
+    assert rec["rungs"] == [53, 105, 210]
+    rows = {row["id"]: row for row in rec["leaderboard"]}
+    assert rows["bad/zero-shot"]["dropped_at"] == 53 and rows["bad/zero-shot"]["cases"] == 53
+    assert rec["chosen"] == "good/zero-shot"
+    assert rows["good/zero-shot"]["cases"] == 210
+    accuracy = rows["good/zero-shot"]["metrics"]["accuracy"]
+    assert accuracy["low"] < accuracy["estimate"] < accuracy["high"] and 0.84 < accuracy["estimate"] < 0.96
+    assert rec["halving"]["case_runs"] < rec["halving"]["case_runs_full"] == 630
+    assert 0 < rec["halving"]["usd"] < rec["halving"]["usd_full_estimate"]
+    # the choice is written into the agent spec as a new version, with its evidence
+    spec, version = Agents(ws).store.get("sentiment")
+    assert version == rec["applied_version"] == 2
+    assert spec.endpoint == "good" and spec.optimization_state is OptimizationState.COMPLETED
+    assert spec.evidence["candidate"] == "good/zero-shot" and spec.evidence["run_id"] == rec["run_id"]
+    # record, per-case file and report are written; the run is listed
+    assert json.loads(evaluation.record_path.read_text())["chosen"] == "good/zero-shot"
+    page = evaluation.report_path.read_text()
+    assert "Leaderboard" in page and "data:image/png;base64," in page and "good/zero-shot" in page
+    lines = (evaluation.record_path.parent / f"{rec['run_id']}.cases.jsonl").read_text().splitlines()
+    assert len(lines) == rec["halving"]["case_runs"]
+    datasets = EvalDatasets(ws.path)
+    assert datasets.runs("sentiment")[0]["run_id"] == rec["run_id"]
+    datasets.close()
+
+
+async def test_without_halving_every_candidate_sees_every_case_and_the_comparison_is_reported(ws: Workspace) -> None:
+    rec = (
+        await evaluate(
+            ws, "sentiment", "reviews", candidates=["good/zero-shot", "mid/zero-shot"], plan=HalvingPlan(enabled=False)
+        )
+    ).record
+    assert [row["cases"] for row in rec["leaderboard"]] == [210, 210]
+    comparison = rec["comparison"]
+    assert comparison["best"] == "good/zero-shot" and comparison["runner_up"] == "mid/zero-shot"
+    assert comparison["diff"] > 0 and comparison["low"] <= comparison["diff"] <= comparison["high"]
+    assert sorted(rec["pareto"]) == ["good/zero-shot", "mid/zero-shot"]  # better vs cheaper: both on the frontier
+
+
+async def test_policies_trade_quality_for_cost(ws: Workspace) -> None:
+    options = {
+        "candidates": ["good/zero-shot", "mid/zero-shot", "bad/zero-shot"],
+        "apply": False,
+        "plan": HalvingPlan(enabled=False),
+    }
+    cheapest = await evaluate(ws, "sentiment", "reviews", policy=Policy.parse("cheapest_within:20"), **options)
+    assert cheapest.record["chosen"] == "mid/zero-shot"  # 10 points below, a quarter of the price
+    capped = await evaluate(ws, "sentiment", "reviews", policy=Policy.parse("best_under:0.1"), **options)
+    rows = {r["id"]: r for r in capped.record["leaderboard"]}
+    assert capped.record["chosen"] == "mid/zero-shot"
+    assert rows["good/zero-shot"]["usd_per_1k"] > 0.1 >= rows["mid/zero-shot"]["usd_per_1k"]
+    with pytest.raises(UserError, match="unknown policy"):
+        Policy.parse("fastest")
+
+
+async def test_estimate_counts_calls_and_usd_without_calling(ws: Workspace) -> None:
+    spy = scripted(0.5, seed=1)
+    ws.registry.register("spy", spy, EndpointConfig(model="function:spy", price_input_per_1m=2.0))
+    numbers = await estimate(ws, "sentiment", "reviews", candidates=["spy/zero-shot", "spy/few-shot-2"])
+    assert [c["calls"] for c in numbers["candidates"]] == [210, 210]
+    assert numbers["calls"] == 420 and numbers["usd"] > 0
+    few, zero = numbers["candidates"][1], numbers["candidates"][0]
+    assert few["input_tokens"] > zero["input_tokens"]  # demonstrations make prompts longer
+    assert spy.calls == []  # nothing was sent
+
+
+async def test_max_cost_stops_cleanly_with_partial_results_kept(ws: Workspace) -> None:
+    evaluation = await evaluate(
+        ws,
+        "sentiment",
+        "reviews",
+        candidates=["good/zero-shot", "mid/zero-shot"],
+        max_cost_usd=0.0005,
+        plan=HalvingPlan(enabled=False),
+    )
+    rec = evaluation.record
+    assert rec["partial"] is True and rec["applied_version"] is None
+    assert 0 < sum(row["cases"] for row in rec["leaderboard"]) < 420
+    assert "cost cap" in evaluation.report_path.read_text()
+
+
+async def test_failing_candidates_are_reported_not_fatal(ws: Workspace) -> None:
+    ws.registry.register("broken", FunctionModel(lambda r: {"label": "maybe"}), EndpointConfig(model="function:b"))
+    rec = (
+        await evaluate(ws, "sentiment", "reviews", candidates=["broken/zero-shot", "good/zero-shot"], apply=False)
+    ).record
+    rows = {r["id"]: r for r in rec["leaderboard"]}
+    assert rows["broken/zero-shot"]["errors"] == rows["broken/zero-shot"]["cases"] > 0
+    assert "not one of the labels" in rows["broken/zero-shot"]["sample_errors"][0]
+    assert rec["chosen"] == "good/zero-shot"
+    only_broken = (await evaluate(ws, "sentiment", "reviews", candidates=["broken/zero-shot"], apply=False)).record
+    assert only_broken["chosen"] is None and only_broken["comparison"] is None
+
+
+async def test_few_shot_and_cot_candidates_send_what_they_claim(ws: Workspace) -> None:
+    seen: list[ChatRequest] = []
+
+    def answer(request: ChatRequest) -> dict[str, str]:
+        seen.append(request)
+        return {"label": "pos", "reasoning": "r"}
+
+    ws.registry.register("spy", FunctionModel(answer), EndpointConfig(model="function:spy", cache=False))
+    await evaluate(ws, "sentiment", "reviews", candidates=["spy/few-shot-2"], apply=False)
+    assert all(len(r.messages) == 1 + 2 * 2 + 1 for r in seen)  # system, two demonstrations, the input
+    assert all(r.messages[2]["role"] == "assistant" and r.messages[2]["content"] in LABELS for r in seen)
+    seen.clear()
+    await evaluate(ws, "sentiment", "reviews", candidates=["spy/cot"], apply=False)
+    assert all("reasoning" in (r.json_schema or {}).get("properties", {}) for r in seen)
+
+
+async def test_chosen_few_shot_spec_runs_with_similar_demonstrations(ws: Workspace) -> None:
+    await evaluate(ws, "sentiment", "reviews", candidates=["good/few-shot-3"])
+    spec, _ = Agents(ws).store.get("sentiment")
+    assert spec.strategy is Strategy.few_shot and spec.few_shot_k == 3 and len(spec.examples) == 90
+    run = await Agents(ws).run("sentiment", "case 4: a review")
+    assert run.output in LABELS
+
+
+async def test_rerun_adds_new_endpoints_and_says_whether_the_choice_changes(ws: Workspace) -> None:
+    first = await evaluate(ws, "sentiment", "reviews", candidates=["mid/zero-shot"], apply=False)
+    assert first.record["chosen"] == "mid/zero-shot"
+    ws.registry.register("newer", scripted(0.97, seed=3), EndpointConfig(model="function:brickyard.testing.x:y"))
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr("brickyard.evals.evaluator.usable_chat_endpoints", lambda w: ["mid", "newer"])
+    try:
+        evaluation, change = await rerun(ws, "sentiment")
+    finally:
+        monkey.undo()
+    assert change["new_candidates"][0] == "newer/zero-shot"
+    assert change["previous"] == "mid/zero-shot" and change["now"].startswith("newer/") and change["changed"]
+    assert evaluation.record["dataset"]["version"] == first.record["dataset"]["version"]
+
+
+async def test_labels_missing_are_a_clear_error(ws: Workspace) -> None:
+    datasets = EvalDatasets(ws.path)
+    datasets.create("raw", [Case(id=str(i), input=f"case {i}") for i in range(20)], source="t")
+    datasets.close()
+    with pytest.raises(UserError, match="--judge"):
+        await evaluate(ws, "sentiment", "raw", candidates=["good/zero-shot"])
+
+
+def test_dataset_rows_columns_and_split_are_checked(tmp_path: Path) -> None:
+    rows = [{"text": f"t{i}", "label": "a", "source": "x"} for i in range(10)]
+    with pytest.raises(UserError, match=r"no column `input` \(columns: text, label, source\)"):
+        cases_from_rows(rows)
+    cases = cases_from_rows(rows, input_column="text", expected_column="label")
+    assert cases[0].expected == "a" and cases[0].metadata == {"source": "x"}
+    dev1, test1 = split_cases(cases, dev_fraction=0.3, seed=1)
+    dev2, test2 = split_cases(cases, dev_fraction=0.3, seed=1)
+    assert [c.id for c in dev1] == [c.id for c in dev2] and len(dev1) == 3 and len(test1) == 7
+    assert parse_candidate("gpt/few-shot-5") == Candidate("gpt", Strategy.few_shot, k=5)
+    with pytest.raises(UserError, match="unknown strategy"):
+        parse_candidate("gpt/many-shot")
+
+
+def test_cli_dataset_create_show_and_estimate(ws: Workspace, tmp_path: Path) -> None:
+    path = tmp_path / "cases.csv"
+    path.write_text("review,label\n" + "".join(f"case {i} text,{gold(i)}\n" for i in range(40)), encoding="utf-8")
+    runner = CliRunner()
+    base = ["--workspace", str(ws.path)]
+    made = runner.invoke(
+        app,
+        [
+            "eval",
+            "dataset",
+            "create",
+            "csvset",
+            str(path),
+            "--input-column",
+            "review",
+            "--expected-column",
+            "label",
+            *base,
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    assert "12 dev + 28 test" in made.output
+    shown = runner.invoke(app, ["eval", "dataset", "show", "csvset", *base])
+    assert "csvset v1" in shown.output and "case" in shown.output
+    bad = runner.invoke(app, ["eval", "dataset", "create", "x", str(path), *base])
+    assert bad.exit_code != 0 and "no column `input`" in str(bad.exception)
+    listed = runner.invoke(app, ["eval", "dataset", "list", *base])
+    assert "csvset" in listed.output and "reviews" in listed.output
