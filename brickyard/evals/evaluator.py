@@ -50,21 +50,17 @@ def usable_chat_endpoints(workspace: Workspace) -> list[str]:
 
 def scorers_for(workspace: Workspace, spec: AgentSpec, dataset: Dataset, judge: str | None) -> list[Scorer]:
     """The task metrics for the agent's kind, plus LLM judges when a judge endpoint is given."""
-    from brickyard.evals import judges
+    from brickyard.evals.judges import default_judges
+    from brickyard.evals.scorers import MRR, RecallAtK
 
     embedder = workspace.registry.get(workspace.settings.defaults.embedding)
     labelled = dataset.labelled
-    scorers: list[Scorer] = default_scorers(spec.kind, embedder=embedder) if labelled else []
+    scorers: list[Scorer] = default_scorers(spec.kind, embedder=embedder, k=spec.top_k) if labelled else []
+    if not all(case.metadata.get("sources") for case in dataset.test):  # retrieval metrics need expected sources
+        scorers = [s for s in scorers if not isinstance(s, RecallAtK | MRR)]
     if judge is not None:
         model = workspace.registry.get(judge)
-        if labelled and spec.kind in (AgentKind.transform, AgentKind.knowledge, AgentKind.supervisor):
-            scorers.append(judges.Correctness(model))
-        if spec.kind in (AgentKind.transform, AgentKind.knowledge, AgentKind.supervisor):
-            scorers.append(judges.Relevance(model))
-        if spec.kind is AgentKind.knowledge:
-            scorers.append(judges.Groundedness(model))
-        if spec.guidelines:
-            scorers.append(judges.GuidelineAdherence(model, spec.guidelines))
+        scorers += default_judges(spec.kind, model, guidelines=spec.guidelines, labelled=labelled)
     if not scorers:
         raise UserError(
             f"dataset {dataset.name} has no expected outputs, so task metrics cannot be computed. "

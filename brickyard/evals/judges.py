@@ -75,8 +75,9 @@ def judge_errors(scores: Sequence[CaseScore]) -> int:
 
 
 def _context(case: Case, output: Any) -> str | None:
-    """Retrieved context: `metadata["context"]`, else the output's `context` or its citations' text."""
-    for value in (case.metadata.get("context"), output.get("context") if isinstance(output, dict) else None):
+    """Retrieved context: the output's `context` (what the agent was shown), else `metadata["context"]`,
+    else its citations' text."""
+    for value in (output.get("context") if isinstance(output, dict) else None, case.metadata.get("context")):
         if isinstance(value, str) and value.strip():
             return value
         if isinstance(value, list | tuple) and any(value):

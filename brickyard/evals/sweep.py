@@ -162,8 +162,15 @@ class Sweep:
             for result in alive:
                 new_cases = test[done:size]
                 self._say(f"rung {rung + 1}/{len(rungs)}: {result.id} on cases {done + 1}–{size}")
+                # no more in flight than the endpoint serves at once, so latencies are not queueing time
+                slots = self.workspace.registry.get(result.candidate.endpoint).max_concurrency or self.concurrency
                 runs = await run_cases(
-                    agents, variants[result.candidate], new_cases, concurrency=self.concurrency, stop=stop, cap=self.cap
+                    agents,
+                    variants[result.candidate],
+                    new_cases,
+                    concurrency=min(self.concurrency, slots),
+                    stop=stop,
+                    cap=self.cap,
                 )
                 verdicts = await score_runs(self.scorers, new_cases, runs)
                 result.runs.extend(runs)
