@@ -215,6 +215,7 @@ def test_dataset_rows_columns_and_split_are_checked(tmp_path: Path) -> None:
     assert cases[0].expected == "a" and cases[0].metadata == {"source": "x"}
     dev1, test1 = split_cases(cases, dev_fraction=0.3, seed=1)
     dev2, test2 = split_cases(cases, dev_fraction=0.3, seed=1)
+    assert [c.id for c in test1] == [c.id for c in test2]
     assert [c.id for c in dev1] == [c.id for c in dev2] and len(dev1) == 3 and len(test1) == 7
     assert parse_candidate("gpt/few-shot-5") == Candidate("gpt", Strategy.few_shot, k=5)
     with pytest.raises(UserError, match="unknown strategy"):
@@ -249,3 +250,20 @@ def test_cli_dataset_create_show_and_estimate(ws: Workspace, tmp_path: Path) -> 
     assert bad.exit_code != 0 and "no column `input`" in str(bad.exception)
     listed = runner.invoke(app, ["eval", "dataset", "list", *base])
     assert "csvset" in listed.output and "reviews" in listed.output
+
+
+async def test_mlflow_export_writes_a_run_per_candidate(ws: Workspace, tmp_path: Path) -> None:
+    pytest.importorskip("mlflow")
+    from brickyard.evals.mlflow_export import export
+
+    evaluation = await evaluate(ws, "sentiment", "reviews", candidates=["good/zero-shot", "mid/zero-shot"], apply=False)
+    parent = export(evaluation.record, evaluation.report_path, tmp_path / "mlruns")
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=(tmp_path / "mlruns").resolve().as_uri())
+    children = client.search_runs(
+        [client.get_run(parent).info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'"
+    )
+    assert sorted(r.data.params["candidate"] for r in children) == ["good/zero-shot", "mid/zero-shot"]
+    assert all(0 <= r.data.metrics["accuracy_low"] <= r.data.metrics["accuracy"] for r in children)
+    assert [a.path for a in client.list_artifacts(parent)] == [evaluation.report_path.name]

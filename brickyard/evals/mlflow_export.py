@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ def export(rec: dict[str, Any], report: Path, tracking_dir: Path) -> str:
     except ImportError:
         raise MissingExtraError("mlflow", "mlflow") from None
     tracking_dir.mkdir(parents=True, exist_ok=True)
+    # MLflow 3 keeps the local file store in maintenance mode and asks for this opt-in to use it
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     mlflow.set_tracking_uri(tracking_dir.resolve().as_uri())
     mlflow.set_experiment(f"brickyard-{rec['agent']}")
     with mlflow.start_run(run_name=f"eval-{rec['run_id']}") as parent:
