@@ -267,3 +267,29 @@ async def test_mlflow_export_writes_a_run_per_candidate(ws: Workspace, tmp_path:
     assert sorted(r.data.params["candidate"] for r in children) == ["good/zero-shot", "mid/zero-shot"]
     assert all(0 <= r.data.metrics["accuracy_low"] <= r.data.metrics["accuracy"] for r in children)
     assert [a.path for a in client.list_artifacts(parent)] == [evaluation.report_path.name]
+
+
+async def test_synthetic_cases_from_a_teacher_are_stored_as_a_reviewable_dataset(ws: Workspace) -> None:
+    from brickyard.evals.synthetic import synthesize
+
+    prompts: list[str] = []
+
+    def teacher(request: ChatRequest) -> dict[str, str]:
+        prompt = str(request.messages[-1]["content"])
+        prompts.append(prompt)
+        if "Its correct label must be" in prompt:
+            return {"text": f"a review written to be {prompt.split('`')[1]}"}
+        return {"label": "neg" if "awful" in prompt else "pos"}
+
+    ws.registry.register("teacher", FunctionModel(teacher), EndpointConfig(model="function:t", cache=False))
+    spec, _ = Agents(ws).store.get("sentiment")
+    invented = await synthesize(ws, spec, "teacher", n=6)
+    assert [c.expected for c in invented] == ["pos", "neg"] * 3
+    assert all(c.input.startswith("a review written to be") and c.metadata["synthetic"] for c in invented)
+    labelled = await synthesize(ws, spec, "teacher", inputs=["an awful film", "a lovely film"])
+    assert [(c.input, c.expected) for c in labelled] == [("an awful film", "neg"), ("a lovely film", "pos")]
+    assert any("<text>\nan awful film\n</text>" in p for p in prompts)  # inputs go to the teacher as data
+    datasets = EvalDatasets(ws.path)
+    stored = datasets.create("synth", invented, source="synthetic:teacher", synthetic=True)
+    assert datasets.get("synth").synthetic and len(stored.cases) == 6
+    datasets.close()
