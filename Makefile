@@ -33,6 +33,10 @@ test: models lint
 	$(BIN)/python -m pytest -q
 
 bench: models
+	# gateway benchmark: wrk (Debian) as load generator, LiteLLM's proxy as the peer in its own git-ignored venv
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	test -x .venv-litellm/bin/litellm || ($(PYTHON) -m venv .venv-litellm && printf '*\n' > .venv-litellm/.gitignore \
+		&& .venv-litellm/bin/python -m pip install -q 'litellm[proxy]==1.108.7')
 	$(BIN)/python -m bench.run
 
 clean:

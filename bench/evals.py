@@ -111,7 +111,7 @@ async def _cascade() -> list[dict[str, Any]]:
 
     ws = fresh_workspace("parallel = 4\n")
     try:
-        reports = await benchmark_cascade(ws, rows=300)
+        reports = await benchmark_cascade(ws, rows=400, strong="gemma3", llm_proxy=None)
     finally:
         await ws.aclose()
     return [report.to_dict() for report in reports]

@@ -10,7 +10,17 @@ from typing import Any
 
 from bench.common import RESULTS
 
-BENCHMARKS = ["local_batch", "remote", "dedup_cache", "embedder", "sql_classify", "extraction", "knowledge"]
+BENCHMARKS = [
+    "local_batch",
+    "remote",
+    "dedup_cache",
+    "embedder",
+    "sql_classify",
+    "extraction",
+    "knowledge",
+    "gateway",
+    "evals",
+]
 DOC = Path(__file__).parent.parent / "BENCHMARKS.md"
 
 
@@ -179,6 +189,54 @@ def render() -> str:
             f"- Measured {know['machine']['date']}, {cores} cores.",
             "",
         ]
+    gw = _load("gateway")
+    if gw:
+        cores = gw["machine"]["cores"]
+        lines += [
+            f"## 7. Gateway overhead (fake upstream on loopback, `wrk` {_fmt(gw['duration_s'], 0)} s per figure, "
+            f"{cores} cores)",
+            "",
+            f"Requests/s at {gw['connections']} connections; latency at 1 connection; added = minus upstream alone.",
+            "brickyard: real scoped API key, usage recording and payload logs on, endpoint cache off.",
+            "",
+            "| target | requests/s | server CPU ms/request | p50 ms | p95 ms | p99 ms | added p50 ms | errors |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        lite = gw["litellm"]
+        labels = {
+            "upstream": "upstream alone",
+            "brickyard_1w": "`brickyard serve`, 1 worker",
+            "brickyard_2w": "`brickyard serve`, 2 workers",
+            "litellm": f"LiteLLM proxy {lite.get('version', '')}, 1 worker (master key, no DB)",
+        }
+        for key, label in labels.items():
+            row = gw[key]
+            if "rps" not in row:
+                lines.append(f"| {label} | skipped: {row.get('skipped', '?')} | | | | | | |")
+                continue
+            added = _fmt(row["added_p50_ms"], 2) if "added_p50_ms" in row else "-"
+            lines.append(
+                f"| {label} | {_fmt(row['rps'], 0)} | {_fmt(row['server_cpu_ms_per_request'], 2)} | "
+                f"{_fmt(row['p50_ms'], 2)} | {_fmt(row['p95_ms'], 2)} | "
+                f"{_fmt(row['p99_ms'], 2)} | {added} | {row['errors']} |"
+            )
+        lines.append("")
+        for key in ("brickyard_1w", "brickyard_2w"):
+            row, ratio = gw[key], gw.get("ratios_vs_litellm", {}).get(key)
+            if ratio:
+                lines.append(
+                    f"- {labels[key]} / LiteLLM: **{_fmt(ratio['rps'], 1)}×** requests/s (target ≥ 10×); added p50 "
+                    f"**{_fmt(row['added_p50_ms'], 2)} ms** (target ≤ 2 ms)."
+                )
+            if "usage_records" in row:
+                lines.append(
+                    f"  Ledger: {row['usage_records']} usage records for {row['upstream_calls']} upstream calls, "
+                    f"{row['payload_records']} payload records ({row['ok_responses']} responses counted by wrk, "
+                    "which stops with requests in flight)."
+                )
+        load = " / ".join(_fmt(x, 2) for x in gw["load_average_before"])
+        lines += [f"- Measured {gw['machine']['date']}, {cores} cores, load average before: {load}.", ""]
+    lines += _evals_section(_load("evals"))
     emb = _load("embedder")
     if emb:
         lines += [
@@ -191,6 +249,90 @@ def render() -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def _metric(m: dict[str, float]) -> str:
+    return f"{m['estimate']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
+
+
+def _sweep_table(sweep: dict[str, Any]) -> list[str]:
+    primary = sweep["primary"]
+    lines = [
+        f"| candidate | {primary} (95% CI) | cases | errors | p50 s | p95 s | status |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for row in sweep["candidates"]:
+        status = f"dropped at {row['dropped_at']}" if row["dropped_at"] is not None else ""
+        status = "**chosen**" if row["id"] == sweep["chosen"] else status
+        lines.append(
+            f"| {row['id']} | {_metric(row['metrics'][primary])} | {row['cases']} | {row['errors']} | "
+            f"{_fmt(row['latency_p50_s'], 2)} | {_fmt(row['latency_p95_s'], 2)} | {status} |"
+        )
+    comparison = sweep["comparison"]
+    if comparison:
+        verdict = "significant" if comparison["significant"] else "not significant"
+        lines.append(
+            f"\nBest vs runner-up ({comparison['best']} vs {comparison['runner_up']}): "
+            f"{comparison['diff']:+.3f} [{comparison['low']:+.3f}, {comparison['high']:+.3f}], "
+            f"p = {comparison['p_value']:.3f} ({verdict}, paired bootstrap)."
+        )
+    return lines
+
+
+def _evals_section(ev: dict[str, Any] | None) -> list[str]:
+    if not ev:
+        return []
+    cores = ev["machine"]["cores"]
+    rt, conll = ev["rotten_tomatoes"], ev["conll"]
+    full, halving = rt["full"], rt["halving"]
+    saved = halving["halving"]
+    lines = [
+        f"## 8. The evaluator ({cores} cores; local endpoints cost 0 USD, so cost is also given as calls and seconds)",
+        "",
+        f"### Rotten Tomatoes, {rt['test']} test cases ({rt['dev']} dev for demonstrations and the classifier)",
+        "",
+        "Full sweep (every candidate on every test case):",
+        "",
+        *_sweep_table(full),
+        "",
+        f"Successive halving (rungs {halving['rungs']}), the same candidates, cache off in both runs:",
+        "",
+        *_sweep_table(halving),
+        "",
+        f"- Halving: {saved['case_runs']} case runs instead of {saved['case_runs_full']} "
+        f"(**{100 * saved['case_runs_saved']:.0f}% fewer**), {saved['calls']} model calls against "
+        f"{full['halving']['calls']} for the full sweep, **{_fmt(halving['seconds'], 0)} s against "
+        f"{_fmt(full['seconds'], 0)} s** measured; chosen: {halving['chosen']} (full sweep: {full['chosen']}).",
+        "",
+        f"### CoNLL-2003 entities (extract agent), {conll['test']} test cases, successive halving",
+        "",
+        *_sweep_table(conll["halving"]),
+        "",
+    ]
+    for report in ev.get("cascade") or []:
+        test = report["test"]
+        lines += [
+            f"### Cascade {report['proxy']} → {report['strong']} (Rotten Tomatoes, target "
+            f"{report['target']:.0%} of the strong model's accuracy)",
+            "",
+            "| system (test split) | accuracy (95% CI) | calls to the strong model | rows deferred | USD | seconds |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for key in ("proxy", "strong", "cascade"):
+            system = test[key]
+            lines.append(
+                f"| {system['name']} | {system['accuracy']:.3f} [{system['low']:.3f}, {system['high']:.3f}] | "
+                f"{system['strong_calls']} | {system['deferred']:.0%} | {system['cost_usd']:.4f} | "
+                f"{_fmt(system['latency_s'], 1)} |"
+            )
+        lines += [
+            "",
+            f"- Threshold {report['threshold']:.3f} ({report['confidence']}) tuned on {report['dev_rows']} dev rows; "
+            f"target met on {report['test_rows']} test rows: **{report['met_target']}**; "
+            f"strong-model calls avoided: {report['saving']:.0%}.",
+            "",
+        ]
+    return lines
 
 
 def main() -> None:

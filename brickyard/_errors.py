@@ -46,6 +46,38 @@ class ContextWindowError(InvalidRequestError):
     """The prompt does not fit in the model's context window."""
 
 
+_PII_WORDS = {
+    "email": "an email address",
+    "phone": "a phone number",
+    "card": "a card number",
+    "iban": "an IBAN",
+    "national_id": "a national id number",
+    "keyword": "a blocked keyword",
+}
+
+
+class GuardrailError(InvalidRequestError):
+    """An endpoint's guardrails refused a request or withheld an answer. Names the kinds found, never the values.
+
+    `direction` is "input" or "output"; `kinds` are PII kinds (email, phone, card, iban, national_id) or "keyword".
+    """
+
+    def __init__(self, endpoint: str, direction: str, kinds: list[str]) -> None:
+        self.endpoint, self.direction, self.kinds = endpoint, direction, kinds
+        found = ", ".join(_PII_WORDS.get(k, k) for k in kinds)
+        if direction == "input":
+            message = (
+                f"endpoint {endpoint}: the request contains {found}, which this endpoint's guardrails block. "
+                "Fix: remove it from the messages"
+            )
+        else:
+            message = (
+                f"endpoint {endpoint}: the answer contained {found} and was withheld by this endpoint's guardrails. "
+                "Fix: ask for an answer that does not include it"
+            )
+        super().__init__(message)
+
+
 class BudgetExceededError(BrickyardError):
     """A call was refused before it was sent because a budget is spent."""
 
@@ -103,6 +135,7 @@ __all__ = [
     "BudgetExceededError",
     "ConfigError",
     "ContextWindowError",
+    "GuardrailError",
     "InvalidRequestError",
     "MalformedResponseError",
     "MissingExtraError",

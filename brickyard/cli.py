@@ -19,6 +19,7 @@ from brickyard._errors import BrickyardError
 from brickyard.evals.cli import eval_app
 from brickyard.models import catalog
 from brickyard.models._types import ChatRequest
+from brickyard.server import cli as server_cli
 from brickyard.store.base import UsageSummaryRow
 from brickyard.workspace import Workspace
 
@@ -34,6 +35,8 @@ agent_app = typer.Typer(no_args_is_help=True, help="Define, run and trace agents
 app.add_typer(agent_app, name="agent")
 kb_app = typer.Typer(no_args_is_help=True, help="Knowledge bases: ingest documents, search them.")
 app.add_typer(kb_app, name="kb")
+app.add_typer(server_cli.keys_app, name="keys")
+app.command("serve")(server_cli.serve)
 app.add_typer(eval_app, name="eval")
 
 # Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns; keep them readable instead.
@@ -64,7 +67,11 @@ def models_list(workspace: WorkspaceOpt = None) -> None:
     registry = ws.registry
     for name in registry.endpoint_names():
         config = registry.config_for(name)
-        model = config.model or "split " + ", ".join(f"{k}={v:g}" for k, v in (config.split or {}).items())
+        if config.cascade is not None:
+            c = config.cascade
+            model = f"cascade {c.proxy} → {c.strong} @ {c.threshold:g}"
+        else:
+            model = config.model or "split " + ", ".join(f"{k}={v:g}" for k, v in (config.split or {}).items())
         limits = ", ".join(
             f"{label} {value}"
             for label, value in (("rpm", config.rpm), ("tpm", config.tpm), ("conc", config.max_concurrency))

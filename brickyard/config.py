@@ -73,6 +73,25 @@ class PayloadsConfig(_Strict):
     max_chars: int = Field(default=20_000, gt=0, description="longer payloads are truncated")
 
 
+class Confidence(StrEnum):
+    """How a cascade measures its proxy's confidence in an answer."""
+
+    auto = "auto"  # the model's own score if it gives one, else label log-probabilities, else samples
+    score = "score"  # the score the model reports (e.g. a `classifier:` endpoint's class probability)
+    logprobs = "logprobs"  # the answer's probability among the label alternatives, from token log-probabilities
+    samples = "samples"  # the share of sampled answers (temperature 1) that agree with the answer
+
+
+class CascadeConfig(_Strict):
+    """A cascade: `proxy` answers first; rows it is less sure of than `threshold` go to `strong`."""
+
+    proxy: str = Field(description="the cheap endpoint that answers first")
+    strong: str = Field(description="the endpoint that answers the rows the proxy is unsure of")
+    threshold: float = Field(ge=0.0, le=1.0, description="confidence below this defers the row to `strong`")
+    confidence: Confidence = Confidence.auto
+    samples: int = Field(default=5, ge=2, le=20, description="samples per row when confidence = samples")
+
+
 class EndpointConfig(_Strict):
     """A named endpoint: a provider model id plus what the gateway adds around it."""
 
@@ -90,14 +109,19 @@ class EndpointConfig(_Strict):
     timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=4, ge=0, le=20)
     fallbacks: list[str] = Field(default_factory=list)
+    cascade: CascadeConfig | None = Field(
+        default=None, description="answer with a cheap proxy, defer unsure rows to a strong endpoint"
+    )
     cache: bool = True
     options: dict[str, Any] = Field(default_factory=dict, description="provider-specific options")
     guardrails: GuardrailsConfig = Field(default_factory=GuardrailsConfig)
 
     @model_validator(mode="after")
     def _model_or_split(self) -> EndpointConfig:
-        if (self.model is None) == (self.split is None):
+        if self.cascade is None and (self.model is None) == (self.split is None):
             raise ValueError("set exactly one of `model` or `split`")
+        if self.cascade is not None and (self.model is not None or self.split is not None):
+            raise ValueError("set exactly one of `model`, `split` or `cascade`")
         if self.split is not None and (not self.split or any(w <= 0 for w in self.split.values())):
             raise ValueError("`split` needs at least one endpoint with a positive weight")
         return self
@@ -157,7 +181,9 @@ class Settings(_Strict):
         # The bundled endpoints exist without being written in the file, so they may be referred to.
         names = set(self.endpoints) | set(self.aliases) | set(DEFAULT_ENDPOINTS)
         for name, endpoint in self.endpoints.items():
-            for field, refs in (("fallbacks", endpoint.fallbacks), ("split", endpoint.split or {})):
+            cascade = [endpoint.cascade.proxy, endpoint.cascade.strong] if endpoint.cascade else []
+            checks = (("fallbacks", endpoint.fallbacks), ("split", endpoint.split or {}), ("cascade", cascade))
+            for field, refs in checks:
                 for ref in refs:
                     if ref not in names and ":" not in ref:
                         raise _RefError(f"endpoints.{name}.{field}", ref)
@@ -288,6 +314,11 @@ context_per_slot = 2048   # context window of each slot, in tokens
 # A weighted traffic split between endpoints:
 # [endpoints.mini-ab]
 # split = { gpt-5-mini = 90, claude-haiku = 10 }
+
+# A cascade: the proxy answers first; rows it is less sure of than `threshold` go to the strong endpoint
+# (`brickyard eval cascade` tunes the threshold on your data and writes this block):
+# [endpoints.sentiment]
+# cascade = { proxy = "smollm2", strong = "gpt-5-mini", threshold = 0.8 }
 
 [aliases]
 # fast = "gpt-5-mini"

@@ -66,6 +66,7 @@ def run_demo(workspace: Workspace, *, rows: int, endpoints: list[str], console: 
     _sql_tour(Workspace(workspace.path), data[:8], console)
     _agents_tour(Workspace(workspace.path), console)
     _eval_tour(Workspace(workspace.path), console)
+    _serve_tour(Workspace(workspace.path), console)
     summary = Workspace(workspace.path).store.summarize(["endpoint", "tag"], since=since)
     console.print("[bold]Usage recorded in the ledger for this run[/] (brickyard usage --by endpoint,tag):")
     console.print(usage_table(["endpoint", "tag"], summary))
@@ -202,3 +203,12 @@ def _eval_tour(workspace: Workspace, console: Console) -> None:
 
     evaluation = asyncio.run(go())
     print_evaluation(evaluation.record, evaluation.report_path)
+
+
+def _serve_tour(workspace: Workspace, console: Console) -> None:
+    """The gateway: `brickyard serve` in the background, one endpoint and one agent called with the openai SDK."""
+    from brickyard.datasets.boolq import boolq
+    from brickyard.server.demo import serve_demo
+
+    question = boolq(1, seed=0, install=True)[0].question + "?"
+    serve_demo(workspace, console, agent="demo-assistant", agent_input=question)

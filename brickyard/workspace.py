@@ -11,6 +11,7 @@ from brickyard.config import DEFAULT_TOML, Settings, load_settings
 from brickyard.models import catalog
 from brickyard.models.base import Model
 from brickyard.models.registry import Registry
+from brickyard.store.payloads import PAYLOADS_DIR, PayloadLog
 from brickyard.store.sqlite import SQLiteStore
 
 CONFIG_NAME = "brickyard.toml"
@@ -61,6 +62,16 @@ class Workspace:
     def store(self) -> SQLiteStore:
         return SQLiteStore(self.path / LEDGER_NAME)
 
+    @property
+    def payloads_dir(self) -> Path:
+        """Where payload logs are written (`<workspace>/payloads`), one JSONL file per day and process."""
+        return self.path / PAYLOADS_DIR
+
+    @cached_property
+    def payloads(self) -> PayloadLog | None:
+        """The payload log (None when `[payloads] enabled = false`); opening it purges expired days."""
+        return PayloadLog(self.payloads_dir, self.settings.payloads) if self.settings.payloads.enabled else None
+
     @cached_property
     def registry(self) -> Registry:
         return Registry(
@@ -70,6 +81,7 @@ class Workspace:
             env=self.env,
             cache=self.cache,
             source=str(self.config_path),
+            payloads=self.payloads,
         )
 
     def model(self, name: str | None = None) -> Model:
@@ -84,6 +96,9 @@ class Workspace:
         store = self.__dict__.pop("store", None)
         if store is not None:
             store.close()
+        payloads = self.__dict__.pop("payloads", None)
+        if payloads is not None:
+            payloads.close()
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.path)!r})"

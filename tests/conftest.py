@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,3 +114,52 @@ def smollm2_path() -> Path:
     if path is None:
         path = catalog.pull("smollm2-135m", catalog.default_models_dir())
     return path
+
+
+# --- brickyard serve ------------------------------------------------------------------------------------
+
+SERVER_CONFIG = (
+    DETERMINISTIC_CONFIG
+    + """
+[aliases]
+fast = "det"
+"""
+)
+"""The deterministic workspace plus an alias, for server tests."""
+
+
+@pytest.fixture
+def server_workspace(tmp_path: Path) -> Workspace:
+    """A fresh workspace with `det` (exact answers, priced), `emb` (fake embeddings) and alias `fast`."""
+    workspace = Workspace.init(tmp_path / "ws")
+    workspace.config_path.write_text(SERVER_CONFIG, encoding="utf-8")
+    return Workspace(workspace.path)
+
+
+def make_key(workspace: Workspace, name: str, scopes: tuple[str, ...] = ("*", "agent:*"), **options: object) -> str:
+    """Create an API key in the workspace (options: sql, admin, rpm, tpm, budget) and return its secret."""
+    from brickyard.server.keys import KEYS_NAME, KeyStore
+
+    store = KeyStore(workspace.path / KEYS_NAME)
+    try:
+        _, secret = store.create(name, scopes, **options)  # type: ignore[arg-type]
+    finally:
+        store.close()
+    return secret
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Any], Any]]:
+    """`serve(app_or_workspace)` starts `brickyard serve` on a free loopback port (a thread); stopped at teardown."""
+    from brickyard.server.runner import BackgroundServer
+
+    started: list[BackgroundServer] = []
+
+    def start(target: Any) -> BackgroundServer:
+        server = BackgroundServer(target).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -38,7 +38,7 @@ def test_the_commented_examples_are_valid_when_uncommented(tmp_path: Path) -> No
     """Every example in the default file works once its `# ` is removed."""
     example = re.compile(r"^# (\[\[?[\w.-]+\]\]?|[a-z_0-9]+ = .+)$")
     text = "\n".join(line[2:] if example.match(line) else line for line in DEFAULT_TOML.splitlines())
-    assert text.count("\n[endpoints.") == 5
+    assert text.count("\n[endpoints.") == 6
     path = tmp_path / CONFIG_NAME
     path.write_text(text, encoding="utf-8")
 
@@ -46,6 +46,8 @@ def test_the_commented_examples_are_valid_when_uncommented(tmp_path: Path) -> No
 
     assert settings.endpoints["gpt-5-mini"].fallbacks == ["claude-haiku"]
     assert settings.endpoints["mini-ab"].split == {"gpt-5-mini": 90, "claude-haiku": 10}
+    assert settings.endpoints["sentiment"].cascade is not None
+    assert settings.endpoints["sentiment"].cascade.threshold == 0.8
     assert settings.endpoints["my-vllm"].base_url == "http://127.0.0.1:8000/v1"
     assert settings.aliases == {"fast": "gpt-5-mini"}
     assert settings.endpoints["gpt-5-mini"].guardrails.input_pii == "mask"

@@ -719,7 +719,7 @@ async def test_fallback_answers_after_the_primary_exhausts_its_retries(
 ) -> None:
     ws = make_ws(FALLBACK)
     model, primary, backup = fallback_pair(ws, error, priced("from backup", model="function:backup"))
-    assert isinstance(model, FallbackModel)
+    assert isinstance(model.inner, FallbackModel)  # under the payload log
 
     result = await model.complete(req("q", tag="team"))
 
@@ -817,7 +817,7 @@ SPLIT = (
 async def test_split_shares_follow_the_weights(make_ws: Callable[..., Workspace]) -> None:
     ws = make_ws(SPLIT)
     model = ws.registry.get("ab")
-    assert isinstance(model, SplitModel)
+    assert isinstance(model.inner, SplitModel)  # under the payload log
 
     results = await asyncio.gather(*(model.complete(req(f"q{i}")) for i in range(1000)))
 

@@ -325,3 +325,12 @@ def print_evaluation(rec: dict[str, Any], report: Path) -> None:
     else:
         out.print(f"no candidate qualified under {rec['policy']}")
     out.print(f"report: {report}")
+
+
+def _register_cascade() -> None:
+    from brickyard.evals.cli_cascade import register
+
+    register(eval_app)
+
+
+_register_cascade()

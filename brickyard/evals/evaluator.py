@@ -17,7 +17,7 @@ from rich.console import Console
 
 from brickyard._errors import BrickyardError, UserError
 from brickyard.agents.runner import Agents
-from brickyard.agents.spec import AgentKind, AgentSpec
+from brickyard.agents.spec import AgentSpec
 from brickyard.agents.trace import Trace
 from brickyard.batch import DEFAULT_OUTPUT_TOKENS
 from brickyard.evals._types import Scorer

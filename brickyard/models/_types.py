@@ -127,6 +127,8 @@ class ChatResult:
     endpoint: str = ""
     cost_usd: float = 0.0
     cached: bool = False
+    confidence: float | None = None
+    """How sure the model is of this answer, in [0, 1], when it says (a classifier, a cascade's proxy)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe form, used by the response cache."""
@@ -140,6 +142,7 @@ class ChatResult:
             "logprobs": ([[t.token, t.logprob, t.top] for t in self.logprobs] if self.logprobs else None),
             "tool_calls": self.tool_calls,
             "endpoint": self.endpoint,
+            "confidence": self.confidence,
         }
 
     @classmethod
@@ -156,6 +159,7 @@ class ChatResult:
             logprobs=[TokenLogprob(t, lp, top) for t, lp, top in logprobs] if logprobs else None,
             tool_calls=data.get("tool_calls"),
             endpoint=data.get("endpoint", ""),
+            confidence=data.get("confidence"),
         )
 
 

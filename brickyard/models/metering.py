@@ -14,6 +14,7 @@ from brickyard._errors import BudgetExceededError
 from brickyard.config import BudgetConfig, Window
 from brickyard.models._types import ChatRequest, ChatResult, EmbeddingResult, Usage, estimate_tokens
 from brickyard.models.base import Model, WrapperModel
+from brickyard.models.caller import current_caller
 from brickyard.store.base import Store, UsageRecord
 
 
@@ -108,11 +109,21 @@ class BudgetedModel(WrapperModel):
 
 
 class MeteredModel(WrapperModel):
-    """Appends one usage record per call, success or failure, and stamps endpoint and cost on results."""
+    """Appends one usage record per call, success or failure, and stamps endpoint and cost on results.
+
+    Each record names the API key the call is made for (`current_caller()`), so with fallbacks every
+    endpoint that served, or failed, charges its own call to that key.
+    """
 
     def __init__(self, inner: Model, store: Store, *, endpoint: str, price: Price) -> None:
         super().__init__(inner)
         self._store, self._endpoint, self._price = store, endpoint, price
+
+    async def _record(self, record: UsageRecord) -> None:
+        if self._store.buffered:  # a queue append: microseconds, no thread hop
+            self._store.record_usage(record)
+        else:
+            await asyncio.to_thread(self._store.record_usage, record)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         started = time.time()
@@ -131,6 +142,7 @@ class MeteredModel(WrapperModel):
             endpoint=self._endpoint,
             model=result.model,
             tag=request.tag,
+            key=current_caller(),
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             tokens_estimated=usage.estimated,
@@ -138,34 +150,42 @@ class MeteredModel(WrapperModel):
             latency_s=time.time() - started,
             cache_hit=result.cached,
         )
-        await asyncio.to_thread(self._store.record_usage, record)
+        await self._record(record)
         return result
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
         started = time.time()
+        caller = current_caller()
         pieces: list[str] = []
         try:
             async for piece in self.inner.stream(request):
                 pieces.append(piece)
                 yield piece
         except Exception as exc:  # every failure is metered, then re-raised
-            await self._record_failure(request, started, exc)
+            await self._record_failure(request, started, exc, caller=caller)
             raise
+        except BaseException:  # closed or cancelled mid-stream (the client went away): charge what was produced
+            record = self._stream_record(request, started, pieces, caller, status="cancelled")
+            self._store.record_usage(record)  # no await while being cancelled; a buffered store only queues
+            raise
+        await self._record(self._stream_record(request, started, pieces, caller))
+
+    def _stream_record(
+        self, request: ChatRequest, started: float, pieces: list[str], caller: str | None, status: str = "ok"
+    ) -> UsageRecord:
         usage = Usage(estimate_tokens(request.prompt_text()), estimate_tokens("".join(pieces)), estimated=True)
-        cost = self._price.cost(usage)
-        await asyncio.to_thread(
-            self._store.record_usage,
-            UsageRecord(
-                ts=started,
-                endpoint=self._endpoint,
-                model=self.inner.name,
-                tag=request.tag,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                tokens_estimated=True,
-                cost_usd=cost,
-                latency_s=time.time() - started,
-            ),
+        return UsageRecord(
+            ts=started,
+            endpoint=self._endpoint,
+            model=self.inner.name,
+            status=status,
+            tag=request.tag,
+            key=caller,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            tokens_estimated=True,
+            cost_usd=self._price.cost(usage),
+            latency_s=time.time() - started,
         )
 
     async def embed(self, texts: list[str]) -> EmbeddingResult:
@@ -179,12 +199,12 @@ class MeteredModel(WrapperModel):
         if usage.input_tokens == 0:
             usage = Usage(sum(estimate_tokens(t) for t in texts), 0, estimated=True)
         cost = self._price.cost(usage)
-        await asyncio.to_thread(
-            self._store.record_usage,
+        await self._record(
             UsageRecord(
                 ts=started,
                 endpoint=self._endpoint,
                 model=result.model,
+                key=current_caller(),
                 input_tokens=usage.input_tokens,
                 tokens_estimated=usage.estimated,
                 cost_usd=cost,
@@ -193,16 +213,18 @@ class MeteredModel(WrapperModel):
         )
         return dataclasses.replace(result, usage=usage)
 
-    async def _record_failure(self, request: ChatRequest | None, started: float, exc: Exception) -> None:
+    async def _record_failure(
+        self, request: ChatRequest | None, started: float, exc: Exception, *, caller: str | None = None
+    ) -> None:
         status = "budget_exceeded" if isinstance(exc, BudgetExceededError) else "error"
-        await asyncio.to_thread(
-            self._store.record_usage,
+        await self._record(
             UsageRecord(
                 ts=started,
                 endpoint=self._endpoint,
                 model=self.inner.name,
                 status=status,
                 tag=request.tag if request else None,
+                key=caller if caller is not None else current_caller(),
                 latency_s=time.time() - started,
                 error=f"{type(exc).__name__}: {exc}"[:500],
             ),

@@ -16,12 +16,16 @@ from brickyard._errors import MissingKeyError, UnknownEndpointError, UserError
 from brickyard.config import EndpointConfig, Settings
 from brickyard.models.base import Model
 from brickyard.models.cache import CachedModel
+from brickyard.models.cascade import CascadeModel
+from brickyard.models.guardrails import GuardrailModel
 from brickyard.models.limits import LimitedModel, PacedModel
 from brickyard.models.metering import BudgetBook, BudgetedModel, MeteredModel, Price
+from brickyard.models.payloads import PayloadLogModel
 from brickyard.models.provider import ProviderInfo, ProviderSpec
 from brickyard.models.retry import RetryModel
 from brickyard.models.routing import FallbackModel, SplitModel
 from brickyard.store.base import Store
+from brickyard.store.payloads import PayloadLog
 
 ENTRY_POINT_GROUP = "brickyard.providers"
 
@@ -57,6 +61,7 @@ class Registry:
         providers: Mapping[str, ProviderInfo] | None = None,
         cache: bool = True,
         source: str = "brickyard.toml",
+        payloads: PayloadLog | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -66,6 +71,9 @@ class Registry:
         self._env = env if env is not None else os.environ
         self._providers = dict(providers) if providers is not None else None
         self._models: dict[str, Model] = {}
+        self._served: dict[str, Model] = {}  # what `get` hands out: the stack plus payload logging
+        self.payloads = payloads
+        """Where every call made through `get` is logged (request and response); None: not logged."""
         self._prebuilt: dict[str, Model] = {}
         self._extra_configs: dict[str, EndpointConfig] = {}
         self.budgets = BudgetBook(store, settings.budgets)
@@ -117,6 +125,9 @@ class Registry:
 
     def price(self, name: str) -> Price:
         config = self.config_for(name)
+        if config.cascade is not None:  # at most: the proxy and the strong model both answer a row
+            proxy, strong = self.price(config.cascade.proxy), self.price(config.cascade.strong)
+            return Price(proxy.input_per_1m + strong.input_per_1m, proxy.output_per_1m + strong.output_per_1m)
         return Price(config.price_input_per_1m, config.price_output_per_1m)
 
     # -- building -------------------------------------------------------------------------------
@@ -131,21 +142,30 @@ class Registry:
             config = known or EndpointConfig(model=model.name if ":" in model.name else f"x:{name}")
         self._extra_configs[name] = config
         self._models.pop(name, None)
+        self._served.pop(name, None)
         return self.get(name)
 
     def get(self, name: str) -> Model:
         """The full model stack for an endpoint, alias or model id."""
         name = self.canonical(name)
-        if name not in self._models:
-            self._models[name] = self._build(name, building=())
-        return self._models[name]
+        if name not in self._served:
+            model = self._get(name, ())
+            if self.payloads is not None:  # logged once, as the endpoint asked for (not again per fallback)
+                guard = model.guard if isinstance(model, GuardrailModel) else None
+                model = PayloadLogModel(model, self.payloads, endpoint=name, guard=guard, secrets=self._secrets())
+            self._served[name] = model
+        return self._served[name]
 
     def _get(self, name: str, building: tuple[str, ...]) -> Model:
         name = self.canonical(name)
         if name in building:
             raise UserError(f"endpoints refer to each other in a loop: {' -> '.join([*building, name])}")
         if name not in self._models:
-            self._models[name] = self._build(name, building)
+            model = self._build(name, building)
+            guardrails = self.config_for(name).guardrails
+            if guardrails.active:  # outermost: covers the fallbacks; the cache inside sees masked requests
+                model = GuardrailModel(model, guardrails, endpoint=name)
+            self._models[name] = model
         return self._models[name]
 
     def _build(self, name: str, building: tuple[str, ...]) -> Model:
@@ -154,6 +174,10 @@ class Registry:
         if config.split is not None:
             parts = [(weight, self._get(target, building)) for target, weight in config.split.items()]
             return SplitModel(parts, name=name)
+        if config.cascade is not None:
+            c = config.cascade
+            proxy, strong = self._get(c.proxy, building), self._get(c.strong, building)
+            return CascadeModel(proxy, strong, c.threshold, name=name, confidence=c.confidence, samples=c.samples)
         price = Price(config.price_input_per_1m, config.price_output_per_1m)
         model: Model = self._prebuilt.get(name) or self._provider_model(name, config)
         if config.rpm or config.tpm:
@@ -217,8 +241,9 @@ class Registry:
         """None when the endpoint can be used now, else why not (missing key, weights not pulled)."""
         try:
             config = self.config_for(name)
-            if config.split is not None:
-                reasons = [r for t in config.split if (r := self.readiness(t))]
+            parts = [*(config.split or {}), *((config.cascade.proxy, config.cascade.strong) if config.cascade else ())]
+            if parts:
+                reasons = [r for t in parts if (r := self.readiness(t))]
                 return "; ".join(reasons) or None
             info, spec = self.spec_for(name, config)
         except UserError as exc:
@@ -233,3 +258,11 @@ class Registry:
         for model in self._models.values():
             await model.aclose()
         self._models.clear()
+        self._served.clear()
+
+    def _secrets(self) -> list[str]:
+        """The values of every key variable the endpoints and providers read: never written to payload logs."""
+        configs = [*self.settings.endpoints.values(), *self._extra_configs.values()]
+        names = {c.api_key_env for c in configs} | {info.key_env for info in self.providers.values()}
+        names |= {self.gateway_key_env}
+        return [value for n in names if n and (value := self._env.get(n))]

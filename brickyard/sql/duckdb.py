@@ -12,6 +12,7 @@ from typing import Any
 
 from brickyard._errors import MissingExtraError
 from brickyard.sql.binding import FunctionBinding
+from brickyard.store.payloads import register_view as register_payloads_view
 from brickyard.workspace import Workspace
 
 WAREHOUSE_NAME = "warehouse.duckdb"
@@ -78,6 +79,7 @@ def connect(
     con = duckdb.connect(str(database), read_only=read_only)
     binding = FunctionBinding(ws, progress=progress, max_cost_usd=max_cost_usd, dry_run=dry_run)
     register(con, binding)
+    register_payloads_view(con, ws.payloads_dir)  # the payload logs as a table: `SELECT ... FROM payloads`
     return _Connection(con, binding)
 
 

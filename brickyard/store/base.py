@@ -20,6 +20,8 @@ class UsageRecord:
     status: str = "ok"
     tag: str | None = None
     requested_endpoint: str | None = None
+    key: str | None = None
+    """The API key name the call was made for (`brickyard.models.caller`), None outside the server."""
     input_tokens: int = 0
     output_tokens: int = 0
     tokens_estimated: bool = False
@@ -45,7 +47,13 @@ class UsageSummaryRow:
 
 
 class Store(Protocol):
-    """What the gateway needs from storage; safe to use from several processes at once."""
+    """What the gateway needs from storage; safe to use from several processes at once.
+
+    `buffered` stores queue writes (`record_usage`, `cache_put`) and return at once; their reads include what
+    is queued, `flush()` waits until the queue is written and `close()` flushes.
+    """
+
+    buffered: bool
 
     def record_usage(self, record: UsageRecord) -> None: ...
 
@@ -56,11 +64,25 @@ class Store(Protocol):
         until: float | None = None,
         endpoint: str | None = None,
         tag: str | None = None,
+        key: str | None = None,
     ) -> list[UsageRecord]: ...
 
-    def summarize(self, by: list[str], *, since: float | None = None) -> list[UsageSummaryRow]: ...
+    def summarize(
+        self,
+        by: list[str],
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        endpoint: str | None = None,
+        tag: str | None = None,
+        key: str | None = None,
+    ) -> list[UsageSummaryRow]: ...
 
-    def spent_usd(self, *, since: float, endpoint: str | None = None, tag: str | None = None) -> float: ...
+    def spent_usd(
+        self, *, since: float, endpoint: str | None = None, tag: str | None = None, key: str | None = None
+    ) -> float: ...
+
+    def flush(self) -> None: ...
 
     def cache_get(self, key: str) -> dict[str, Any] | None: ...
 
