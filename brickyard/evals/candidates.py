@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,6 +129,7 @@ async def run_cases(
     concurrency: int = 8,
     stop: asyncio.Event | None = None,
     cap: CostCap | None = None,
+    on_done: Callable[[CaseRun], None] | None = None,
 ) -> list[CaseRun]:
     """Run a spec variant on every case; a failing case keeps its error. Once the cost `cap` is reached,
     `stop` is set and the cases the cap refused, and those not yet started, are marked capped."""
@@ -136,6 +137,12 @@ async def run_cases(
     stop = stop or asyncio.Event()
 
     async def one(case: Case) -> CaseRun:
+        run = await _one(case)
+        if on_done is not None:
+            on_done(run)
+        return run
+
+    async def _one(case: Case) -> CaseRun:
         async with semaphore:
             if stop.is_set():
                 return CaseRun(case.id, capped=True)

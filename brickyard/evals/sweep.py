@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from brickyard.agents.runner import Agents
 from brickyard.agents.spec import AgentSpec
@@ -151,36 +152,25 @@ class Sweep:
     async def run(self) -> SweepResult:
         started = time.perf_counter()
         agents = Agents(self.workspace, wrap_model=self._wrap())
-        test = self.dataset.test
-        rungs = self.plan.rungs(len(test), len(self.candidates))
+        rungs = self.plan.rungs(len(self.dataset.test), len(self.candidates))
         results = [CandidateResult(c) for c in self.candidates]
         stop = asyncio.Event()
         variants = {c: c.apply(self.spec, self.dataset.dev) for c in self.candidates}
-        done = 0
-        for rung, size in enumerate(rungs):
-            alive = [r for r in results if r.dropped_at is None]
-            for result in alive:
-                new_cases = test[done:size]
-                self._say(f"rung {rung + 1}/{len(rungs)}: {result.id} on cases {done + 1}–{size}")
-                # no more in flight than the endpoint serves at once, so latencies are not queueing time
-                slots = self.workspace.registry.get(result.candidate.endpoint).max_concurrency or self.concurrency
-                runs = await run_cases(
-                    agents,
-                    variants[result.candidate],
-                    new_cases,
-                    concurrency=min(self.concurrency, slots),
-                    stop=stop,
-                    cap=self.cap,
-                )
-                verdicts = await score_runs(self.scorers, new_cases, runs)
-                result.runs.extend(runs)
-                for name, scores in verdicts.items():
-                    result.scores.setdefault(name, []).extend(scores)
-            done = size
-            if stop.is_set():
-                break
-            if size < len(test):
-                self._drop_clearly_worse(alive, size)
+        bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            disable=self.console is None,
+            transient=True,
+        )
+        bar.start()
+        try:
+            await self._rungs(agents, rungs, results, variants, stop, bar)
+        finally:
+            bar.stop()
         elapsed = time.perf_counter() - started
         return SweepResult(
             run_id=uuid.uuid4().hex[:12],
@@ -193,6 +183,52 @@ class Sweep:
             partial=stop.is_set(),
             elapsed_s=elapsed,
         )
+
+    async def _rungs(
+        self,
+        agents: Agents,
+        rungs: list[int],
+        results: list[CandidateResult],
+        variants: dict[Candidate, AgentSpec],
+        stop: asyncio.Event,
+        bar: Progress,
+    ) -> None:
+        test = self.dataset.test
+        done = 0
+        for rung, size in enumerate(rungs):
+            alive = [r for r in results if r.dropped_at is None]
+            for result in alive:
+                new_cases = test[done:size]
+                task = bar.add_task(f"rung {rung + 1}/{len(rungs)} {result.id}", total=len(new_cases), stats="")
+                errors = 0
+
+                def advance(run: CaseRun, task: TaskID = task) -> None:
+                    nonlocal errors
+                    errors += run.error is not None
+                    bar.update(task, advance=1, stats=f"{errors} errors")
+
+                # no more in flight than the endpoint serves at once, so latencies are not queueing time
+                slots = self.workspace.registry.get(result.candidate.endpoint).max_concurrency or self.concurrency
+                runs = await run_cases(
+                    agents,
+                    variants[result.candidate],
+                    new_cases,
+                    concurrency=min(self.concurrency, slots),
+                    stop=stop,
+                    cap=self.cap,
+                    on_done=advance,
+                )
+                bar.remove_task(task)
+                self._say(f"rung {rung + 1}/{len(rungs)}: {result.id} on cases {done + 1}–{size}, {errors} errors")
+                verdicts = await score_runs(self.scorers, new_cases, runs)
+                result.runs.extend(runs)
+                for name, scores in verdicts.items():
+                    result.scores.setdefault(name, []).extend(scores)
+            done = size
+            if stop.is_set():
+                break
+            if size < len(test):
+                self._drop_clearly_worse(alive, size)
 
     def _drop_clearly_worse(self, alive: list[CandidateResult], size: int) -> None:
         """Drop candidates the policy can no longer choose: over its cost limit, or significantly more than
