@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from brickyard._cli_common import WorkspaceOpt, err, out, run_and_close
 from brickyard._errors import BrickyardError
 from brickyard.evals.cli import eval_app
 from brickyard.models import catalog
@@ -38,14 +38,6 @@ app.add_typer(kb_app, name="kb")
 app.add_typer(server_cli.keys_app, name="keys")
 app.command("serve")(server_cli.serve)
 app.add_typer(eval_app, name="eval")
-
-# Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns; keep them readable instead.
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-
-WorkspaceOpt = Annotated[
-    Path | None, typer.Option("--workspace", "-w", help="workspace folder (default $BRICKYARD_HOME or ./.brickyard)")
-]
 
 
 def _workspace(path: Path | None, *, cache: bool = True) -> Workspace:
@@ -422,7 +414,7 @@ def agent_run(
     if table is None and folder is None:
         if not text:
             raise typer.BadParameter("give an input, or --table and --column, or --folder")
-        run = asyncio.run(_run_and_close(ws, agents.run(name, text)))
+        run = asyncio.run(run_and_close(ws, agents.run(name, text)))
         output = run.output
         out.print(
             json.dumps(output, indent=2, ensure_ascii=False) if not isinstance(output, str) else output, markup=False
@@ -441,13 +433,6 @@ def agent_run(
             raise typer.BadParameter("--table needs --column")
         rows, failed = run_over_table(agents, name, table, column, into)
     out.print(f"{rows} rows into {into} ({failed} failed; see their error column)")
-
-
-async def _run_and_close(ws: Workspace, coro: Any) -> Any:
-    try:
-        return await coro
-    finally:
-        await ws.aclose()
 
 
 @agent_app.command("trace")

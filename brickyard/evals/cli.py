@@ -4,33 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from brickyard._cli_common import WorkspaceOpt, err, out, run_and_close
 from brickyard.workspace import Workspace
 
 eval_app = typer.Typer(no_args_is_help=True, help="Measure models and prompt strategies on your data; choose.")
 dataset_app = typer.Typer(no_args_is_help=True, help="Evaluation sets: create, show, list, export, synthesize.")
 eval_app.add_typer(dataset_app, name="dataset")
-
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-
-WorkspaceOpt = Annotated[
-    Path | None, typer.Option("--workspace", "-w", help="workspace folder (default $BRICKYARD_HOME or ./.brickyard)")
-]
-
-
-async def _closing(ws: Workspace, coro: Any) -> Any:
-    try:
-        return await coro
-    finally:
-        await ws.aclose()
 
 
 @dataset_app.command("create")
@@ -91,7 +76,7 @@ def dataset_synthesize(
     inputs = None
     if source is not None:
         inputs = [str(r[input_column]) for r in read_rows(source, workspace_path=ws.path) if r.get(input_column)]
-    cases = asyncio.run(_closing(ws, synthesize(ws, spec, teacher, n=n, inputs=inputs, seed=seed)))
+    cases = asyncio.run(run_and_close(ws, synthesize(ws, spec, teacher, n=n, inputs=inputs, seed=seed)))
     datasets = EvalDatasets(ws.path)
     try:
         dataset = datasets.create(
@@ -210,12 +195,14 @@ def eval_run(
     ws = Workspace(workspace)
     given = [c.strip() for c in candidates.split(",") if c.strip()] if candidates else None
     if estimate:
-        numbers = asyncio.run(_closing(ws, estimate_sweep(ws, agent, dataset, candidates=given, judge=judge, k=shots)))
+        numbers = asyncio.run(
+            run_and_close(ws, estimate_sweep(ws, agent, dataset, candidates=given, judge=judge, k=shots))
+        )
         print_estimate(numbers)
         return
     chosen_policy = Policy.parse(policy)
     evaluation = asyncio.run(
-        _closing(
+        run_and_close(
             ws,
             evaluate(
                 ws,
@@ -251,7 +238,7 @@ def eval_rerun(
     from brickyard.evals.evaluator import rerun
 
     ws = Workspace(workspace)
-    evaluation, change = asyncio.run(_closing(ws, rerun(ws, agent, console=err, apply=apply)))
+    evaluation, change = asyncio.run(run_and_close(ws, rerun(ws, agent, console=err, apply=apply)))
     print_evaluation(evaluation.record, evaluation.report_path)
     added = ", ".join(change["new_candidates"]) or "none"
     verdict = "CHANGES" if change["changed"] else "stays"

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from brickyard._cli_common import WorkspaceOpt, err, out
 from brickyard._errors import UserError
 from brickyard.agents.runner import Agents
 from brickyard.models.metering import window_start
@@ -20,12 +19,6 @@ from brickyard.server.keys import KEYS_NAME, KeyStore, parse_budget, parse_scope
 from brickyard.workspace import Workspace, resolve_home
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys for `brickyard serve`: create, list, revoke.")
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-
-WorkspaceOpt = Annotated[
-    Path | None, typer.Option("--workspace", "-w", help="workspace folder (default $BRICKYARD_HOME or ./.brickyard)")
-]
 
 
 def serve(
