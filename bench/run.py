@@ -303,6 +303,15 @@ def _evals_section(ev: dict[str, Any] | None) -> list[str]:
         f"(**{100 * saved['case_runs_saved']:.0f}% fewer**), {saved['calls']} model calls against "
         f"{full['halving']['calls']} for the full sweep, **{_fmt(halving['seconds'], 0)} s against "
         f"{_fmt(full['seconds'], 0)} s** measured; chosen: {halving['chosen']} (full sweep: {full['chosen']}).",
+        *(
+            [
+                "- No candidate was significantly worse than the leader at an early rung, so none was dropped and",
+                "  halving ran the same cases as the full sweep: the difference in seconds is machine load and the",
+                "  prompt cache, not halving. The CoNLL sweep below shows halving dropping clearly worse candidates.",
+            ]
+            if saved["case_runs"] == saved["case_runs_full"]
+            else []
+        ),
         "",
         f"### CoNLL-2003 entities (extract agent), {conll['test']} test cases, successive halving",
         "",
@@ -323,7 +332,7 @@ def _evals_section(ev: dict[str, Any] | None) -> list[str]:
             lines.append(
                 f"| {system['name']} | {system['accuracy']:.3f} [{system['low']:.3f}, {system['high']:.3f}] | "
                 f"{system['strong_calls']} | {system['deferred']:.0%} | {system['cost_usd']:.4f} | "
-                f"{_fmt(system['latency_s'], 1)} |"
+                f"{_fmt(system['seconds'], 1)} |"
             )
         lines += [
             "",

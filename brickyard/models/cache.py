@@ -29,5 +29,8 @@ class CachedModel(WrapperModel):
         if hit is not None:
             return dataclasses.replace(ChatResult.from_dict(hit), cached=True, latency_s=0.0)
         result = await self.inner.complete(request)
-        await asyncio.to_thread(self._store.cache_put, key, result.to_dict())
+        if self._store.buffered:  # a queue append: no thread hop
+            self._store.cache_put(key, result.to_dict())
+        else:
+            await asyncio.to_thread(self._store.cache_put, key, result.to_dict())
         return result

@@ -53,13 +53,17 @@ class BudgetBook:
         self._reserved_by_budget: dict[int, dict[int, float]] = {}
 
     def applicable(self, endpoint: str, tag: str | None) -> list[BudgetConfig]:
+        if not self._budgets:
+            return []
         return [b for b in self._budgets if b.endpoint == endpoint or (b.tag is not None and b.tag == tag)]
 
     def reserve(self, endpoint: str, tag: str | None, estimate_usd: float) -> int | None:
         """Refuse (raise) when a budget would be exceeded; else hold `estimate_usd` and return a ticket."""
         budgets = self.applicable(endpoint, tag)
-        if not budgets:
-            return None
+        return self.reserve_for(budgets, estimate_usd) if budgets else None
+
+    def reserve_for(self, budgets: list[BudgetConfig], estimate_usd: float) -> int:
+        """`reserve` against budgets already picked with `applicable` (reads the ledger: call off the loop)."""
         with self._lock:
             return self._reserve_locked(budgets, estimate_usd)
 
@@ -92,15 +96,22 @@ class BudgetedModel(WrapperModel):
         super().__init__(inner)
         self._book, self._endpoint, self._price = book, endpoint, price
 
+    async def _reserve(self, request: ChatRequest) -> int | None:
+        """Check and hold against the budgets that apply; no thread hop (nor estimate) when none does."""
+        budgets = self._book.applicable(self._endpoint, request.tag)
+        if not budgets:
+            return None
+        return await asyncio.to_thread(self._book.reserve_for, budgets, self._price.estimate(request))
+
     async def complete(self, request: ChatRequest) -> ChatResult:
-        ticket = await asyncio.to_thread(self._book.reserve, self._endpoint, request.tag, self._price.estimate(request))
+        ticket = await self._reserve(request)
         try:
             return await self.inner.complete(request)
         finally:
             self._book.release(ticket)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
-        ticket = await asyncio.to_thread(self._book.reserve, self._endpoint, request.tag, self._price.estimate(request))
+        ticket = await self._reserve(request)
         try:
             async for piece in self.inner.stream(request):
                 yield piece

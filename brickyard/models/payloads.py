@@ -143,15 +143,16 @@ class PayloadLogModel(WrapperModel):
         """Scrub secrets from every string and cut long fields to `max_chars`."""
         record = _scrub_all(record, self._secrets)
         truncated = False
-        for field in ("request", "params", "response"):
-            if field in record:
-                record[field], cut = _fit(record[field], self._max)
-                truncated |= cut
-        for field in ("response_text", "error"):
-            value = record.get(field)
-            if isinstance(value, str) and len(value) > self._max:
-                record[field] = _cap(value, self._max)
-                truncated = True
+        if _size(record) > self._max:  # each field is part of the record: when the whole fits, every field does
+            for field in ("request", "params", "response"):
+                if field in record:
+                    record[field], cut = _fit(record[field], self._max)
+                    truncated |= cut
+            for field in ("response_text", "error"):
+                value = record.get(field)
+                if isinstance(value, str) and len(value) > self._max:
+                    record[field] = _cap(value, self._max)
+                    truncated = True
         record["truncated"] = truncated
         return record
 

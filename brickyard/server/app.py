@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import gc
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from brickyard import __version__
 from brickyard._errors import BrickyardError
@@ -21,6 +24,10 @@ from brickyard.server.state import ServerState
 from brickyard.workspace import Workspace
 
 WORKSPACE_ENV = "BRICKYARD_SERVE_WORKSPACE"
+HOT_ROUTES = ("/v1/chat/completions", "/v1/embeddings")
+"""POST routes dispatched straight to their handler (see `GatewayApp`)."""
+
+Handler = Callable[[Request], Awaitable[Response]]
 
 DESCRIPTION = """\
 An OpenAI-compatible gateway to the workspace's endpoints and agents. Send the API key as
@@ -43,7 +50,7 @@ def create_app(workspace: Workspace | str | Path | None = None) -> FastAPI:
         yield
         await state.aclose()  # uvicorn lets in-flight requests finish before this runs
 
-    app = FastAPI(
+    app = GatewayApp(
         title="brickyard",
         version=__version__,
         description=DESCRIPTION,
@@ -52,8 +59,14 @@ def create_app(workspace: Workspace | str | Path | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.brickyard = state
-    app.include_router(openai_routes.router(state))
+    openai_api = openai_routes.router(state)
+    app.include_router(openai_api)
     app.include_router(api_routes.router(state))
+    app.hot_routes = {
+        route.path: route.endpoint
+        for route in openai_api.routes
+        if isinstance(route, APIRoute) and route.path in HOT_ROUTES and route.methods == {"POST"}
+    }
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError) -> Response:
@@ -85,6 +98,46 @@ def create_app(workspace: Workspace | str | Path | None = None) -> FastAPI:
     return app
 
 
+class GatewayApp(FastAPI):
+    """FastAPI, with the hot POST routes (`HOT_ROUTES`) handed straight to their handlers.
+
+    FastAPI's routing and middleware stack cost about as much CPU per call as the gateway's own work. The hot
+    handlers take the bare `Request`, read and validate their bodies themselves and raise errors that
+    `to_api_error` maps (as the app's exception handlers do), so they skip the stack. Every other route, the
+    OpenAPI document and the lifespan go through FastAPI as usual. An app given middleware
+    (`app.add_middleware`, e.g. CORS) sends every request through the full stack, so the middleware applies.
+    """
+
+    hot_routes: dict[str, Handler] | None = None
+    """Path → handler of the hot routes (set by `create_app` before the first request)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        return stack if self.user_middleware else _HotPath(stack, dict(self.hot_routes or {}))
+
+
+class _HotPath:
+    """ASGI: `POST` to a hot route calls its handler directly; anything else goes to the full stack."""
+
+    def __init__(self, app: ASGIApp, routes: dict[str, Handler]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            root = scope.get("root_path", "")
+            handler = self.routes.get(path[len(root) :] if root and path.startswith(root) else path)
+            if handler is not None:
+                try:
+                    response = await handler(Request(scope, receive, send))
+                except Exception as exc:  # what the app's exception handlers answer
+                    response = to_api_error(exc).response()
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _document(app: FastAPI, state: ServerState) -> None:
     """Add the request-body schemas and the bearer scheme to the OpenAPI document."""
     build = app.openapi
@@ -104,4 +157,20 @@ def _document(app: FastAPI, state: ServerState) -> None:
 
 def app_from_environment() -> FastAPI:
     """The app factory uvicorn workers call (`brickyard serve --workers N`): the workspace comes from the env."""
-    return create_app(os.environ.get(WORKSPACE_ENV) or None)
+    app = create_app(os.environ.get(WORKSPACE_ENV) or None)
+    freeze_startup_heap()
+    return app
+
+
+def freeze_startup_heap() -> None:
+    """In a serving process: exempt what startup built (modules, the app, schemas) from garbage collection.
+
+    The cyclic collector's full passes walk every live object; under load they ran every second or two and
+    took tens of milliseconds each, which showed as latency spikes. Frozen objects are never scanned (nor
+    freed: only call this in a process that serves until it exits). The `openai` SDK, otherwise imported by
+    the first call, is imported first so that its many objects are frozen too.
+    """
+    import openai  # noqa: F401
+
+    gc.collect()
+    gc.freeze()

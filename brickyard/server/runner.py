@@ -15,7 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from brickyard._errors import UserError
-from brickyard.server.app import WORKSPACE_ENV, create_app
+from brickyard.server.app import WORKSPACE_ENV, create_app, freeze_startup_heap
 from brickyard.server.auth import LOOPBACK
 from brickyard.server.keys import KEYS_NAME, KeyStore
 from brickyard.workspace import Workspace
@@ -75,7 +75,9 @@ def serve(
     if workers == 1:
         # uvicorn re-raises SIGTERM once it has shut down gracefully; exit 0 then, as the multi-worker supervisor does
         signal.signal(signal.SIGTERM, _exit_cleanly)
-        uvicorn.run(create_app(workspace), **options)
+        app = create_app(workspace)
+        freeze_startup_heap()
+        uvicorn.run(app, **options)
     else:
         uvicorn.run("brickyard.server.app:app_from_environment", factory=True, workers=workers, **options)
 
