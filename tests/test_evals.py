@@ -293,3 +293,20 @@ async def test_synthetic_cases_from_a_teacher_are_stored_as_a_reviewable_dataset
     stored = datasets.create("synth", invented, source="synthetic:teacher", synthetic=True)
     assert datasets.get("synth").synthetic and len(stored.cases) == 6
     datasets.close()
+
+
+async def test_instruction_variants_are_candidates_of_their_own(ws: Workspace) -> None:
+    seen: list[str] = []
+
+    def answer(request: ChatRequest) -> dict[str, str]:
+        seen.append(str(request.messages[0]["content"]))
+        return {"label": "pos"}
+
+    ws.registry.register("spy", FunctionModel(answer), EndpointConfig(model="function:spy", cache=False))
+    rec = (
+        await evaluate(
+            ws, "sentiment", "reviews", candidates=["spy/zero-shot"], variants={"terse": "Be terse."}, apply=False
+        )
+    ).record
+    assert sorted(row["id"] for row in rec["leaderboard"]) == ["spy/zero-shot", "spy/zero-shot/terse"]
+    assert sum("Instructions: Be terse." in prompt for prompt in seen) == 210

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from brickyard._errors import BrickyardError, UserError
@@ -97,11 +97,13 @@ def expand(
     chosen: list[Candidate] = []
     for endpoint in endpoints:
         if "/" in endpoint:
-            chosen.append(parse_candidate(endpoint))
-            continue
-        for strategy in strategies_for(kind, labelled_dev=labelled_dev):
-            for name, text in (variants or {None: None}).items():  # type: ignore[dict-item]
-                chosen.append(Candidate(endpoint, strategy, k=k, variant=name, instructions=text))
+            bases = [parse_candidate(endpoint)]
+        else:
+            bases = [Candidate(endpoint, s, k=k) for s in strategies_for(kind, labelled_dev=labelled_dev)]
+        for base in bases:
+            chosen.append(base)  # the spec's own instructions
+            for name, text in (variants or {}).items():
+                chosen.append(replace(base, variant=name, instructions=text))
     return list(dict.fromkeys(chosen))
 
 

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from brickyard._cli_common import WorkspaceOpt, err, out, run_and_close
+from brickyard._errors import UserError
 from brickyard.workspace import Workspace
 
 eval_app = typer.Typer(no_args_is_help=True, help="Measure models and prompt strategies on your data; choose.")
@@ -181,6 +182,9 @@ def eval_run(
     halving: Annotated[bool, typer.Option(help="successive halving (drop clearly worse candidates early)")] = True,
     min_cases: Annotated[int, typer.Option(help="cases in the first halving rung")] = 30,
     shots: Annotated[int, typer.Option(help="demonstrations per input for few-shot candidates")] = 3,
+    variants: Annotated[
+        Path | None, typer.Option(help="a YAML/JSON file of name: instructions, tried besides the spec's own")
+    ] = None,
     apply: Annotated[bool, typer.Option(help="write the choice into the agent spec (new version)")] = True,
     report: Annotated[Path | None, typer.Option(help="where to write the HTML report")] = None,
     mlflow: Annotated[Path | None, typer.Option(help="also export to an MLflow file store in this folder")] = None,
@@ -217,6 +221,7 @@ def eval_run(
                 report_path=report,
                 console=err,
                 k=shots,
+                variants=read_variants(variants) if variants else None,
             ),
         )
     )
@@ -267,6 +272,18 @@ def eval_history(agent: str | None = None, workspace: WorkspaceOpt = None) -> No
             "yes" if rec["partial"] else "",
         )
     out.print(table)
+
+
+def read_variants(path: Path) -> dict[str, str]:
+    """Instruction variants from a YAML or JSON mapping of name → instructions."""
+    import yaml
+
+    if not path.exists():
+        raise UserError(f"{path} does not exist. Fix: a YAML/JSON file like `terse: Answer with the label only.`")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML too
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise UserError(f"{path} must map variant names to instruction texts, e.g. `terse: Be brief.`")
+    return {str(k): v for k, v in data.items()}
 
 
 def print_estimate(numbers: dict[str, Any]) -> None:

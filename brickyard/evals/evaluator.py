@@ -80,13 +80,20 @@ class Evaluation:
 
 
 def candidates_for(
-    workspace: Workspace, spec: AgentSpec, dataset: Dataset, given: Sequence[str] | None, *, k: int = 3
+    workspace: Workspace,
+    spec: AgentSpec,
+    dataset: Dataset,
+    given: Sequence[str] | None,
+    *,
+    k: int = 3,
+    variants: dict[str, str] | None = None,
 ) -> list[Candidate]:
+    """The named candidates (or every usable endpoint) × strategies × instruction variants."""
     labelled_dev = any(c.expected is not None for c in dataset.dev)
     endpoints = list(given) if given else usable_chat_endpoints(workspace)
     if not endpoints:
         raise UserError("no usable endpoint to evaluate. Fix: `brickyard models pull smollm2-135m` or add endpoints")
-    return expand(endpoints, spec.kind, labelled_dev=labelled_dev, k=k)
+    return expand(endpoints, spec.kind, labelled_dev=labelled_dev, k=k, variants=variants)
 
 
 async def evaluate(
@@ -104,6 +111,7 @@ async def evaluate(
     console: Console | None = None,
     k: int = 3,
     dataset_version: int | None = None,
+    variants: dict[str, str] | None = None,
 ) -> Evaluation:
     """Sweep, score, compare and choose; write the record, the per-case file and the HTML report."""
     policy = policy or Policy()
@@ -112,7 +120,7 @@ async def evaluate(
     datasets = EvalDatasets(workspace.path)
     try:
         dataset = datasets.get(dataset_name, dataset_version)
-        chosen_candidates = candidates_for(workspace, spec, dataset, candidates, k=k)
+        chosen_candidates = candidates_for(workspace, spec, dataset, candidates, k=k, variants=variants)
         scorers = scorers_for(workspace, spec, dataset, judge)
         sweep = Sweep(
             workspace,
