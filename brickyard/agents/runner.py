@@ -153,6 +153,7 @@ class Agents:
             "citations": [dataclasses.asdict(c) for c in result.citations],
             "known": result.known,
             "context": [hit.text for hit in result.hits],
+            "retrieved": [hit.source_path for hit in result.hits],
         }
 
     async def _supervise(self, spec: AgentSpec, text: str, model: Model, trace: Trace) -> Any:

@@ -354,6 +354,18 @@ class JsonValidity(Scorer):
 # --- retrieval ----------------------------------------------------------------------------------
 
 
+def ranked_documents(output: Any) -> list[str]:
+    """The documents a knowledge answer retrieved, best first (`retrieved`), else the ones it cites."""
+    retrieved = output.get("retrieved") if isinstance(output, dict) else None
+    if isinstance(retrieved, list) and retrieved:
+        ranked: list[str] = []
+        for name in retrieved:
+            if name and doc_key(str(name)) not in {doc_key(d) for d in ranked}:
+                ranked.append(str(name))
+        return ranked
+    return cited_documents(output)
+
+
 class _Retrieval(Scorer):
     label_hint = "the documents that answer it (`sources` in its metadata)"
 
@@ -373,14 +385,14 @@ class _Retrieval(Scorer):
             if out is None:
                 scores.append(CaseScore(None, detail={"expected": expected, "cited": []}, rationale=FAILED))
                 continue
-            cited = cited_documents(out)
+            cited = ranked_documents(out)
             value = self._value({doc_key(s) for s in expected}, [doc_key(c) for c in cited])
             scores.append(CaseScore(value, detail={"expected": expected, "cited": cited}))
         return scores
 
 
 class RecallAtK(_Retrieval):
-    """Share of a case's expected sources among the first `k` documents the answer cites."""
+    """Share of a case's expected sources among the first `k` documents retrieved (or cited)."""
 
     def __init__(self, k: int = 5) -> None:
         if k < 1:
