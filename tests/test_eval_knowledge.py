@@ -73,3 +73,29 @@ async def test_a_knowledge_agent_is_scored_on_retrieval_and_by_judges(workspace:
     assert 0 < row["metrics"]["mrr"]["estimate"] <= 1
     assert row["metrics"]["groundedness"]["estimate"] == 1.0
     assert any("Refunds are paid within 14 days" in text for text in judged)  # the retrieved context was judged
+
+
+async def test_synthetic_questions_come_from_the_knowledge_base_chunks(workspace: Workspace, tmp_path: Path) -> None:
+    from brickyard.evals.synthetic import synthesize
+
+    ws = workspace
+    ws.registry.register("e5-small", LocalEmbedder())
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in DOCS.items():
+        (folder / name).write_text(text + "\n", encoding="utf-8")
+    with KnowledgeBase(ws, "policies") as kb:
+        kb.ingest(str(folder))
+
+    def teacher(request: ChatRequest) -> dict[str, str]:
+        passage = str(request.messages[-1]["content"])
+        return {"question": f"What does this say: {passage.split()[1]}?", "answer": passage.split()[1]}
+
+    ws.registry.register("teacher", FunctionModel(teacher), EndpointConfig(model="function:t", cache=False))
+    spec = parse_spec({"name": "kb", "kind": "knowledge", "knowledge_base": "policies"})
+    cases = await synthesize(ws, spec, "teacher", n=10)
+    assert len(cases) == 3  # one per chunk: three short documents
+    for case in cases:
+        (source,) = case.metadata["sources"]
+        assert Path(source).name in DOCS and case.metadata["context"].strip() in DOCS[Path(source).name]
+        assert case.input.startswith("What does this say:") and case.expected
