@@ -11,7 +11,7 @@ import pytest
 from conftest import DETERMINISTIC_CONFIG, write_config
 from typer.testing import CliRunner
 
-from brickyard import FunctionModel, UserError, Workspace
+from brickyard import FakeModel, FunctionModel, UserError, Workspace
 from brickyard.agents.runner import Agents
 from brickyard.agents.spec import OptimizationState, Strategy, parse_spec
 from brickyard.cli import app
@@ -169,10 +169,12 @@ async def test_few_shot_and_cot_candidates_send_what_they_claim(ws: Workspace) -
 
     ws.registry.register("spy", FunctionModel(answer), EndpointConfig(model="function:spy", cache=False))
     await evaluate(ws, "sentiment", "reviews", candidates=["spy/few-shot-2"], apply=False)
+    assert len(seen) == 210
     assert all(len(r.messages) == 1 + 2 * 2 + 1 for r in seen)  # system, two demonstrations, the input
     assert all(r.messages[2]["role"] == "assistant" and r.messages[2]["content"] in LABELS for r in seen)
     seen.clear()
     await evaluate(ws, "sentiment", "reviews", candidates=["spy/cot"], apply=False)
+    assert len(seen) == 210
     assert all("reasoning" in (r.json_schema or {}).get("properties", {}) for r in seen)
 
 
@@ -310,3 +312,39 @@ async def test_instruction_variants_are_candidates_of_their_own(ws: Workspace) -
     ).record
     assert sorted(row["id"] for row in rec["leaderboard"]) == ["spy/zero-shot", "spy/zero-shot/terse"]
     assert sum("Instructions: Be terse." in prompt for prompt in seen) == 210
+
+
+async def test_max_cost_covers_judges_and_embeddings(ws: Workspace) -> None:
+    from brickyard.models.costcap import CostCap, CostCapError, CostCapModel
+    from brickyard.models.metering import Price
+
+    embedder = CostCapModel(FakeModel(), cap := CostCap(0.01), Price(input_per_1m=1000.0))
+    await embedder.embed(["a few words"])
+    assert 0 < cap.spent_usd < 0.01
+    with pytest.raises(CostCapError):
+        await embedder.embed(["a much longer text " * 20])
+    assert cap.reached
+
+    judged: list[ChatRequest] = []
+
+    def judge(request: ChatRequest) -> dict[str, str]:
+        judged.append(request)
+        return {"rationale": "ok", "verdict": "pass"}
+
+    ws.registry.register(
+        "judge", FunctionModel(judge), EndpointConfig(model="function:j", price_input_per_1m=500.0, cache=False)
+    )
+    Agents(ws).create(parse_spec({"name": "ruled", "kind": "classify", "labels": LABELS, "guidelines": ["be brief"]}))
+    rec = (
+        await evaluate(
+            ws,
+            "ruled",
+            "reviews",
+            candidates=["good/zero-shot"],
+            judge="judge",
+            max_cost_usd=0.5,
+            plan=HalvingPlan(enabled=False),
+        )
+    ).record
+    assert rec["partial"] is True and rec["applied_version"] is None  # the judge's spend reached the cap
+    assert 0 < len(judged) < 210

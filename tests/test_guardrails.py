@@ -83,6 +83,22 @@ def test_lookalikes_are_left_alone(text: str) -> None:
     assert _pii.find(text, _pii.KINDS) == []
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card 4111 1111 1111 1111 123",  # followed by a CVV
+        "5555 5555 5555 4444 321",
+        "pay 2 4111 1111 1111 1111",  # preceded by an amount
+        "card 4111 1111 1111 1111 12 27",  # followed by an expiry
+    ],
+)
+def test_a_card_next_to_other_digits_is_still_found(text: str) -> None:
+    findings = _pii.find(text, _pii.KINDS)
+    assert "card" in [f.kind for f in findings]
+    masked = _pii.mask(text, findings)
+    assert "[CARD]" in masked and "1111 1111" not in masked and "5555 4444" not in masked
+
+
 def test_checksums() -> None:
     assert _pii.luhn_ok("4111111111111111") and not _pii.luhn_ok("4111111111111121")
     assert _pii.luhn_ok("79927398713") and not _pii.luhn_ok("79927398710")

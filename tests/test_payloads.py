@@ -32,6 +32,7 @@ from brickyard.models.testing import FakeModel, FunctionModel
 from brickyard.sql.duckdb import connect
 from brickyard.store.payloads import PLACEHOLDER, PayloadLog
 
+GATEWAY_KEY_BODY = "OISi4vQ1pZxk2N8mT0aLwE7c"  # the shape `brickyard keys create` issues, after `bky-`
 FAKE_KEY = "plainvalue-7Hq2ZpL0vW"  # not shaped like any known key: only the explicit scrub can remove it
 
 
@@ -97,7 +98,7 @@ def test_keys_and_authorization_never_reach_the_logs(tmp_path: Path) -> None:
     def answer(request: ChatRequest) -> str:
         if "fail" in request.prompt_text():
             raise ProviderError(f"upstream refused key {FAKE_KEY} (Authorization: Bearer {FAKE_KEY})", status=401)
-        return f"your key was {FAKE_KEY}; also sk-proj-abcdefghijklmnop"
+        return f"your key was {FAKE_KEY}; also sk-proj-abcdefghijklmnop and bky-{GATEWAY_KEY_BODY}"
 
     config = EndpointConfig(model="x:m", api_key_env="MY_UPSTREAM_KEY")
     ws.registry.register("keyed", FunctionModel(answer), config)
@@ -109,6 +110,7 @@ def test_keys_and_authorization_never_reach_the_logs(tmp_path: Path) -> None:
     blob = _all_bytes(ws)
     assert blob.count(b"\n") == 2
     assert FAKE_KEY.encode() not in blob and b"sk-proj-abcdefghijklmnop" not in blob
+    assert GATEWAY_KEY_BODY.encode() not in blob  # a brickyard gateway key echoed in an answer
     ok, failed = _records(ws)
     assert ok["params"]["extra"]["headers"] == {"Authorization": "<redacted>", "x-api-key": "<redacted>"}
     assert "<redacted>" in ok["request"][0]["content"] and "<redacted>" in failed["error"]

@@ -14,7 +14,7 @@ import pytest
 from conftest import SERVER_CONFIG, make_key
 
 from brickyard import ChatRequest, ChatResult, FunctionModel, Model, Usage, Workspace
-from brickyard.config import EndpointConfig
+from brickyard.config import EndpointConfig, Window
 from brickyard.sql.duckdb import connect
 
 Serve = Callable[[Any], Any]
@@ -112,6 +112,32 @@ def test_sql_api_runs_ai_functions_read_only(tmp_path: Path, serve: Serve) -> No
     finally:
         writer.close()
     assert post(server, key, "/api/sql", {"query": "SELECT 42 AS answer"}).json()["rows"] == [[42]]
+
+
+PAID = """
+[endpoints.paid]
+model = "function:brickyard.testing.deterministic:answer"
+price_input_per_1m = 1000.0
+price_output_per_1m = 1000.0
+cache = false
+"""
+
+
+def test_sql_api_charges_failed_queries_and_serves_no_raw_model_ids(tmp_path: Path, serve: Serve) -> None:
+    ws = workspace_with(tmp_path, PAID)
+    with connect(ws) as con:
+        con.execute("CREATE TABLE t AS SELECT 'review number ' || range AS body FROM range(40)")
+    key = make_key(ws, "analyst", ("*",), sql=True, budget=(0.05, Window.day))
+    server = serve(ws)
+    for _ in range(4):  # each query runs into the key's remaining budget and fails at the cap
+        capped = post(server, key, "/api/sql", {"query": "SELECT ai_query('paid', body) FROM t"})
+        assert capped.status_code in (400, 429), capped.text
+    spent = sum(r.cost_usd for r in ws.store.usage(key="analyst"))
+    one_call = max(r.cost_usd for r in ws.store.usage(key="analyst"))
+    assert 0 < spent <= 0.05 + 4 * one_call  # the failed queries were charged: the budget binds
+    for raw in ("function:builtins:repr", "fake:x", "openai:gpt-5"):
+        refused = post(server, key, "/api/sql", {"query": f"SELECT ai_query('{raw}', body) FROM t LIMIT 1"})
+        assert refused.status_code == 400 and "not an endpoint of this server" in refused.text, refused.text
 
 
 def test_a_slow_call_times_out_with_504(tmp_path: Path, serve: Serve) -> None:

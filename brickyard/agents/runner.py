@@ -56,7 +56,9 @@ class Agents:
         return self.store.save(spec)
 
     def model_for(self, spec: AgentSpec) -> Model:
-        name = spec.endpoint or self.workspace.settings.defaults.chat
+        return self._model(spec.endpoint or self.workspace.settings.defaults.chat)
+
+    def _model(self, name: str) -> Model:
         model = self.workspace.registry.get(name)
         return self._wrap_model(name, model) if self._wrap_model else model
 
@@ -66,7 +68,7 @@ class Agents:
             return []
         k = min(spec.few_shot_k, len(spec.examples))
         if k < len(spec.examples):
-            embedder = self.workspace.registry.get(self.workspace.settings.defaults.embedding)
+            embedder = self._model(self.workspace.settings.defaults.embedding)
             key = hashlib.sha256(json.dumps([e.input for e in spec.examples]).encode()).hexdigest()
             if key not in self._example_vectors:
                 vectors = (await embedder.embed([e.input for e in spec.examples])).vectors

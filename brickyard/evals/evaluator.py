@@ -30,6 +30,7 @@ from brickyard.evals.scorers import check_labels, default_scorers
 from brickyard.evals.sweep import HalvingPlan, Sweep, halving_saving, leaderboard
 from brickyard.models._types import ChatRequest, ChatResult, estimate_tokens
 from brickyard.models.base import Model, WrapperModel
+from brickyard.models.costcap import CostCap, CostCapModel
 from brickyard.workspace import Workspace
 
 EVALS_DIR = "evals"
@@ -48,8 +49,11 @@ def usable_chat_endpoints(workspace: Workspace) -> list[str]:
     return usable
 
 
-def scorers_for(workspace: Workspace, spec: AgentSpec, dataset: Dataset, judge: str | None) -> list[Scorer]:
-    """The task metrics for the agent's kind, plus LLM judges when a judge endpoint is given."""
+def scorers_for(
+    workspace: Workspace, spec: AgentSpec, dataset: Dataset, judge: str | None, cap: CostCap | None = None
+) -> list[Scorer]:
+    """The task metrics for the agent's kind, plus LLM judges when a judge endpoint is given (their calls
+    count against the evaluation's cost `cap`)."""
     from brickyard.evals.judges import default_judges
     from brickyard.evals.scorers import MRR, RecallAtK
 
@@ -60,6 +64,8 @@ def scorers_for(workspace: Workspace, spec: AgentSpec, dataset: Dataset, judge: 
         scorers = [s for s in scorers if not isinstance(s, RecallAtK | MRR)]
     if judge is not None:
         model = workspace.registry.get(judge)
+        if cap is not None:
+            model = CostCapModel(model, cap, workspace.registry.price(judge), fix="raise --max-cost")
         scorers += default_judges(spec.kind, model, guidelines=spec.guidelines, labelled=labelled)
     if not scorers:
         raise UserError(
@@ -121,7 +127,8 @@ async def evaluate(
     try:
         dataset = datasets.get(dataset_name, dataset_version)
         chosen_candidates = candidates_for(workspace, spec, dataset, candidates, k=k, variants=variants)
-        scorers = scorers_for(workspace, spec, dataset, judge)
+        cap = CostCap(max_cost_usd) if max_cost_usd is not None else None
+        scorers = scorers_for(workspace, spec, dataset, judge, cap)
         sweep = Sweep(
             workspace,
             spec,
@@ -131,7 +138,7 @@ async def evaluate(
             scorers,
             plan=plan,
             policy=policy,
-            max_cost_usd=max_cost_usd,
+            cap=cap,
             console=console,
         )
         result = await sweep.run()

@@ -126,6 +126,7 @@ class Sweep:
         plan: HalvingPlan | None = None,
         policy: Policy | None = None,
         max_cost_usd: float | None = None,
+        cap: CostCap | None = None,
         concurrency: int = 8,
         console: Console | None = None,
     ) -> None:
@@ -138,7 +139,8 @@ class Sweep:
         self.scorers = list(scorers)
         self.plan = plan or HalvingPlan()
         self.policy = policy or Policy()
-        self.cap = CostCap(max_cost_usd) if max_cost_usd is not None else None
+        self.cap = cap or (CostCap(max_cost_usd) if max_cost_usd is not None else None)
+        """Shared with the judges when given, so `--max-cost` covers the whole evaluation."""
         self.concurrency = concurrency
         self.console = console
 
@@ -221,6 +223,8 @@ class Sweep:
                 bar.remove_task(task)
                 self._say(f"rung {rung + 1}/{len(rungs)}: {result.id} on cases {done + 1}–{size}, {errors} errors")
                 verdicts = await score_runs(self.scorers, new_cases, runs)
+                if self.cap is not None and self.cap.reached:  # a judge met the cap: stop, results are partial
+                    stop.set()
                 result.runs.extend(runs)
                 for name, scores in verdicts.items():
                     result.scores.setdefault(name, []).extend(scores)
@@ -249,7 +253,9 @@ class Sweep:
         for result in alive:
             if result is leader:
                 continue
-            comparison = paired_comparison(leader.scores[primary.name], result.scores[primary.name], primary.aggregate)
+            comparison = paired_comparison(
+                leader.scores[primary.name], result.scores[primary.name], primary.aggregate, alpha=self.plan.alpha
+            )
             if comparison.low > self.policy.margin and comparison.p_value < self.plan.alpha:
                 result.dropped_at = size
                 self._say(

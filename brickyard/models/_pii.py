@@ -104,11 +104,25 @@ def _digits(text: str) -> str:
 Finder = Callable[[str, int, int], Iterable[tuple[int, int]]]
 
 
+def _is_card(digits: str) -> bool:
+    return 13 <= len(digits) <= 19 and bool(_CARD_PREFIX.match(digits)) and luhn_ok(digits)
+
+
 def _cards(text: str, pos: int, endpos: int) -> Iterable[tuple[int, int]]:
     for m in _CARD.finditer(text, pos, endpos):
-        digits = _digits(m.group())
-        if 13 <= len(digits) <= 19 and _CARD_PREFIX.match(digits) and luhn_ok(digits):
+        if _is_card(_digits(m.group())):
             yield m.span()
+            continue
+        # The run may hold a card plus neighbouring digits (a CVV, an amount): try its groups, longest first.
+        groups = [(g.start() + m.start(), g.end() + m.start()) for g in re.finditer(r"\d+", m.group())]
+        spans = [(i, j) for i in range(len(groups)) for j in range(i, len(groups))]
+        start = 0
+        for i, j in sorted(spans, key=lambda ij: (ij[0] - ij[1], ij[0])):
+            first, last = groups[i][0], groups[j][1]
+            if first >= start and _is_card(_digits(text[first:last])):
+                yield first, last
+                start = last
+                break
 
 
 def _ibans(text: str, pos: int, endpos: int) -> Iterable[tuple[int, int]]:

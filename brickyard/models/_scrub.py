@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 _KEY_PATTERNS = re.compile(
-    r"(sk-ant-[A-Za-z0-9_\-]+|sk-[A-Za-z0-9_\-*]{6,}|Bearer\s+[A-Za-z0-9_\-.=*]+|by-[A-Za-z0-9_\-]{16,})"
+    r"(sk-ant-[A-Za-z0-9_\-]+|sk-[A-Za-z0-9_\-*]{6,}|Bearer\s+[A-Za-z0-9_\-.=*]+|\bbky-[A-Za-z0-9_\-]{16,})"
 )
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from brickyard._errors import BrickyardError
-from brickyard.models._types import ChatRequest, ChatResult
+from brickyard.models._types import ChatRequest, ChatResult, EmbeddingResult, Usage, estimate_tokens
 from brickyard.models.base import Model, WrapperModel
 from brickyard.models.metering import Price
 
@@ -40,8 +41,7 @@ class CostCapModel(WrapperModel):
         super().__init__(inner)
         self._cap, self._price, self._error, self._fix = cap, price, error, fix
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        estimate = self._price.estimate(request)
+    def _hold(self, estimate: float) -> None:
         with self._cap.lock:
             if self._cap.spent_usd + estimate > self._cap.limit_usd:
                 self._cap.reached = True
@@ -50,10 +50,33 @@ class CostCapModel(WrapperModel):
                     f"and the next call would add about {estimate:.6g}. Fix: {self._fix}"
                 )
             self._cap.spent_usd += estimate  # held until the real cost is known
+
+    def _settle(self, estimate: float, actual: float) -> None:
+        with self._cap.lock:
+            self._cap.spent_usd += actual - estimate
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        estimate = self._price.estimate(request)
+        self._hold(estimate)
         result = None
         try:
             result = await self.inner.complete(request)
             return result
         finally:
-            with self._cap.lock:
-                self._cap.spent_usd += (result.cost_usd if result is not None else 0.0) - estimate
+            self._settle(estimate, result.cost_usd if result is not None else 0.0)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
+        """A stream keeps its estimate (prompt plus `max_tokens`) as its cost: chunks carry no usage."""
+        self._hold(self._price.estimate(request))
+        async for chunk in self.inner.stream(request):
+            yield chunk
+
+    async def embed(self, texts: list[str]) -> EmbeddingResult:
+        estimate = self._price.cost(Usage(sum(estimate_tokens(t) for t in texts), 0))
+        self._hold(estimate)
+        result = None
+        try:
+            result = await self.inner.embed(texts)
+            return result
+        finally:
+            self._settle(estimate, self._price.cost(result.usage) if result is not None else 0.0)

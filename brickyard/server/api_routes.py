@@ -19,7 +19,7 @@ from brickyard.models.caller import caller_scope
 from brickyard.models.metering import window_start
 from brickyard.server.errors import APIError
 from brickyard.server.schemas import InvocationBody, Message, SQLBody
-from brickyard.server.sql_api import run_sql
+from brickyard.server.sql_api import Spend, run_sql
 from brickyard.server.state import ServerState, json_response, parse_body
 
 USAGE_GROUPS = ("endpoint", "model", "tag", "key", "day", "status")
@@ -142,7 +142,7 @@ def router(state: ServerState) -> APIRouter:
             used = spent[1] if spent and spent[0] == window_start(key.budget_window) else 0.0
             remaining = max(0.0, key.budget_usd - used - state.meter.held_usd(key.name))
         admission = state.meter.admit(key, 0, 0.0) if key else None
-        cost = 0.0
+        spend = Spend()
         try:
             result = await asyncio.to_thread(
                 run_sql,
@@ -152,10 +152,10 @@ def router(state: ServerState) -> APIRouter:
                 row_limit=server.sql_row_limit,
                 timeout_s=server.sql_timeout_s,
                 max_cost_usd=remaining,
+                spend=spend,
             )
-            cost = result.cost_usd
-        finally:
-            state.meter.finish(admission, tokens=0, usd=cost)
+        finally:  # a failed or capped query is charged what its AI calls cost, like a finished one
+            state.meter.finish(admission, tokens=0, usd=spend.usd)
         return json_response(
             {
                 "columns": result.columns,

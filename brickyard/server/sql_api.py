@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from brickyard._errors import UnknownEndpointError
 from brickyard.agents.sql_tool import (  # the read-only checks, reused
     SQLQueryError,
     SQLRefusedError,
@@ -68,6 +69,14 @@ class _CallerRegistry:
 
     def get(self, name: str) -> Model:
         if name not in self._models:
+            # as over HTTP, only what brickyard.toml defines is served: never a raw `provider:model` id
+            # (a `function:` id would import and call any module; an `openai:` id would run unpriced)
+            if self._registry.canonical(name) not in self._registry.endpoint_names():
+                known = ", ".join(sorted({*self._registry.endpoint_names(), *self._registry.settings.aliases}))
+                raise UnknownEndpointError(
+                    f"`{name}` is not an endpoint of this server; model ids (`provider:name`) are not served. "
+                    f"Fix: name an endpoint or alias (endpoints: {known})"
+                )
             self._models[name] = _CallerModel(self._registry.get(name), self._caller)
         return self._models[name]
 
@@ -89,6 +98,13 @@ class _Borrowed(Workspace):
         return None
 
 
+@dataclass
+class Spend:
+    """What a query spent on AI calls, known whether it succeeded or failed (the caller is charged either way)."""
+
+    usd: float = 0.0
+
+
 def run_sql(
     workspace: Workspace,
     sql: str,
@@ -97,14 +113,17 @@ def run_sql(
     row_limit: int,
     timeout_s: float,
     max_cost_usd: float | None,
+    spend: Spend | None = None,
 ) -> SQLResult:
-    """Check and run one query (blocking; call it in a thread)."""
+    """Check and run one query (blocking; call it in a thread). `spend` receives its cost, even on failure."""
     import duckdb
 
     path = workspace.path / WAREHOUSE_NAME
     if not path.exists():
         raise APIError(400, "the workspace has no warehouse yet. Fix: load a table (brickyard load FILE TABLE)")
-    con = connect(_Borrowed(workspace, caller), database=":memory:", max_cost_usd=max_cost_usd)
+    # always capped, so the spend is counted even when the key has no budget (an infinite cap refuses nothing)
+    cap = max_cost_usd if max_cost_usd is not None else float("inf")
+    con = connect(_Borrowed(workspace, caller), database=":memory:", max_cost_usd=cap)
     try:
         raw = con.duckdb
         try:
@@ -123,9 +142,11 @@ def run_sql(
         raw.execute("SET lock_configuration = true")
         query = check(raw, sql)
         columns, rows, truncated = _execute(raw, query, row_limit, timeout_s)
-        cap = con.brickyard.cap
-        return SQLResult(columns, [[_cell(v) for v in row] for row in rows], truncated, cap.spent_usd if cap else 0.0)
+        spent = con.brickyard.cap.spent_usd if con.brickyard.cap else 0.0
+        return SQLResult(columns, [[_cell(v) for v in row] for row in rows], truncated, spent)
     finally:
+        if spend is not None and con.brickyard.cap is not None:
+            spend.usd = con.brickyard.cap.spent_usd
         con.close()
 
 

@@ -253,17 +253,21 @@ class SQLiteStore:
                         )
                     with self._queue:
                         self._commits_started += 1
+                    committed = False
                     try:
                         db.execute("COMMIT")
+                        committed = True
                     finally:
+                        # one critical section: a reader never sees the commit counted as done while the
+                        # committed rows are still in the queue (they would be counted twice)
                         with self._queue:
                             self._commits_done += 1
+                            if committed and after_commit is not None:
+                                after_commit()
                 except BaseException:
                     if db.in_transaction:
                         db.execute("ROLLBACK")
                     raise
-                if after_commit is not None:
-                    after_commit()
 
         _retrying(attempt)
 
