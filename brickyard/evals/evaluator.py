@@ -6,7 +6,6 @@ against the stored set with any endpoints added since and says whether the choic
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from brickyard.evals.policy import Policy
 from brickyard.evals.report import record, write_cases, write_report
 from brickyard.evals.scorers import check_labels, default_scorers
 from brickyard.evals.sweep import HalvingPlan, Sweep, halving_saving, leaderboard
-from brickyard.models._types import ChatRequest, ChatResult, estimate_tokens
+from brickyard.models._types import ChatRequest, ChatResult, Usage, estimate_tokens
 from brickyard.models.base import Model, WrapperModel
 from brickyard.models.costcap import CostCap, CostCapModel
 from brickyard.workspace import Workspace
@@ -232,11 +231,7 @@ async def estimate(
                     "usd": sum(price.estimate(r) for _, r in requests),
                 }
             )
-        judges_calls = len(dataset.test) * len(chosen) * (0 if judge is None else 2)
-        judge_usd = 0.0
-        if judge is not None:
-            judge_price = workspace.registry.price(judge)
-            judge_usd = judges_calls * (judge_price.input_per_1m * 600 + judge_price.output_per_1m * 150) / 1e6
+        judges_calls, judge_usd = _judge_estimate(workspace, spec, dataset, judge, len(chosen))
         return {
             "agent": agent,
             "dataset": dataset.name,
@@ -251,6 +246,27 @@ async def estimate(
     finally:
         datasets.close()
         agents.close()
+
+
+JUDGE_INSTRUCTION_TOKENS = 300
+"""About what a judge's instructions add to the judged case and answer, for estimates."""
+
+
+def _judge_estimate(
+    workspace: Workspace, spec: AgentSpec, dataset: Dataset, judge: str | None, candidates: int
+) -> tuple[int, float]:
+    """Calls and USD of the LLM judges: each judge once per test case per candidate, at most `max_tokens` out."""
+    if judge is None:
+        return 0, 0.0
+    from brickyard.evals.judges import Judge
+
+    judges = [s for s in scorers_for(workspace, spec, dataset, judge) if isinstance(s, Judge)]
+    price = workspace.registry.price(judge)
+    usd = 0.0
+    for case in dataset.test:
+        prompt = JUDGE_INSTRUCTION_TOKENS + estimate_tokens(case.input) + 2 * estimate_tokens(json.dumps(case.expected))
+        usd += sum(price.cost(Usage(prompt, j.max_tokens)) for j in judges)
+    return len(dataset.test) * candidates * len(judges), usd * candidates
 
 
 # -- rerun ------------------------------------------------------------------------------------------
@@ -297,7 +313,3 @@ async def rerun(
     )
     now = evaluation.record["chosen"]
     return evaluation, {"previous": last["chosen"], "now": now, "changed": now != last["chosen"], "new_candidates": new}
-
-
-def run_sync(coro: Any) -> Any:
-    return asyncio.run(coro)

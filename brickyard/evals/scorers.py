@@ -82,7 +82,22 @@ def check_labels(scorers: Iterable[Scorer], cases: Sequence[Case]) -> None:
 # --- classification and exact match -------------------------------------------------------------
 
 
-class ExactMatch(Scorer):
+class _PerCase(Scorer):
+    """A scorer whose verdict on a case depends on that case alone: `value(case, output)` in [0, 1]."""
+
+    def value(self, case: Case, output: Any) -> float:
+        raise NotImplementedError
+
+    async def score(self, cases: Sequence[Case], outputs: Sequence[Any]) -> list[CaseScore]:
+        check_lengths(cases, outputs)
+        check_labels([self], cases)
+        return [
+            CaseScore(None, rationale=FAILED) if out is None else CaseScore(self.value(case, out))
+            for case, out in zip(cases, outputs, strict=True)
+        ]
+
+
+class ExactMatch(_PerCase):
     """1.0 when the output equals `expected` (after `normalize_text` unless `normalize=False`); an
     `expected` list holds several acceptable answers, any of which counts."""
 
@@ -95,15 +110,8 @@ class ExactMatch(Scorer):
         text = output_text(value)
         return normalize_text(text) if self.normalize else text
 
-    async def score(self, cases: Sequence[Case], outputs: Sequence[Any]) -> list[CaseScore]:
-        check_lengths(cases, outputs)
-        check_labels([self], cases)
-        return [
-            CaseScore(None, rationale=FAILED)
-            if out is None
-            else CaseScore(float(self._key(out) in {self._key(ref) for ref in references(case.expected)}))
-            for case, out in zip(cases, outputs, strict=True)
-        ]
+    def value(self, case: Case, output: Any) -> float:
+        return float(self._key(output) in {self._key(ref) for ref in references(case.expected)})
 
 
 def _same_label(gold: Any, predicted: Any) -> bool:
@@ -112,18 +120,13 @@ def _same_label(gold: Any, predicted: Any) -> bool:
     return label_key(gold) == label_key(predicted)
 
 
-class Accuracy(Scorer):
+class Accuracy(_PerCase):
     """1.0 when the predicted label is the expected one (case and spacing ignored); multilabel: same set."""
 
     name = "accuracy"
 
-    async def score(self, cases: Sequence[Case], outputs: Sequence[Any]) -> list[CaseScore]:
-        check_lengths(cases, outputs)
-        check_labels([self], cases)
-        return [
-            CaseScore(None, rationale=FAILED) if out is None else CaseScore(float(_same_label(case.expected, out)))
-            for case, out in zip(cases, outputs, strict=True)
-        ]
+    def value(self, case: Case, output: Any) -> float:
+        return float(_same_label(case.expected, output))
 
 
 class MacroF1(Scorer):
@@ -273,20 +276,13 @@ def field_report(scores: Sequence[CaseScore]) -> dict[str, dict[str, float]]:
 # --- text similarity ----------------------------------------------------------------------------
 
 
-class RougeL(Scorer):
+class RougeL(_PerCase):
     """ROUGE-L F-measure against `expected` (a text, or a list of references: the best one counts)."""
 
     name = "rouge_l"
 
-    async def score(self, cases: Sequence[Case], outputs: Sequence[Any]) -> list[CaseScore]:
-        check_lengths(cases, outputs)
-        check_labels([self], cases)
-        return [
-            CaseScore(None, rationale=FAILED)
-            if out is None
-            else CaseScore(max(rouge_l(output_text(out), ref) for ref in references(case.expected)))
-            for case, out in zip(cases, outputs, strict=True)
-        ]
+    def value(self, case: Case, output: Any) -> float:
+        return max(rouge_l(output_text(output), ref) for ref in references(case.expected))
 
 
 class EmbeddingSimilarity(Scorer):

@@ -173,6 +173,7 @@ class Sweep:
             await self._rungs(agents, rungs, results, variants, stop, bar)
         finally:
             bar.stop()
+            agents.close()
         elapsed = time.perf_counter() - started
         return SweepResult(
             run_id=uuid.uuid4().hex[:12],
