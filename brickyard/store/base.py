@@ -6,6 +6,7 @@ implements the same `Store` protocol and no caller changes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -44,6 +45,29 @@ class UsageSummaryRow:
     output_tokens: int
     cost_usd: float
     latency_s_avg: float
+
+
+@dataclass(frozen=True)
+class Hold:
+    """One budget a reservation is checked against.
+
+    `scope` names what is limited: `endpoint:NAME`, `tag:NAME`, `key:NAME` (spend before the first reservation
+    in a window is seeded from the usage ledger), or `query:ID` / `sweep:ID` (a job's cap, starting at 0).
+    `window_start` is the UTC start of the current day or month, or 0.0 for a job's whole life.
+    """
+
+    scope: str
+    limit_usd: float
+    window_start: float = 0.0
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a reservation was refused: the budget, what is settled in its window and what is held in flight."""
+
+    hold: Hold
+    spent_usd: float
+    held_usd: float
 
 
 class Store(Protocol):
@@ -91,3 +115,26 @@ class Store(Protocol):
     def cache_clear(self) -> int: ...
 
     def close(self) -> None: ...
+
+    # -- budgets: reservations shared by every process and host using the store ------------------------
+    def reserve(self, holds: Sequence[Hold], amount_usd: float, *, ttl_s: float) -> str | Refusal:
+        """Atomically: if for every hold `spent + held + amount <= limit` (and `spent < limit`), hold `amount_usd`
+        against each and return the reservation's id; else hold nothing and return the first `Refusal`.
+        A zero amount is refused only when the budget is spent. Reservations older than `ttl_s` (a crashed
+        process) no longer count."""
+        ...
+
+    def settle(self, reservation: str, cost_usd: float) -> None:
+        """Drop a reservation and add `cost_usd` to the spend of each budget window it held (idempotent)."""
+        ...
+
+    def budget_state(self, hold: Hold) -> tuple[float, float]:
+        """(spent, held in flight) for one budget window."""
+        ...
+
+    # -- rate limits: one GCRA limiter, shared by every process -------------------------------------
+    def take_rate(self, scope: str, per_minute: float, amount: float, *, burst: float, book_if_waiting: bool) -> float:
+        """Book `amount` units of `scope`'s per-minute allowance now (GCRA with `burst` units of tolerance) and
+        return how many seconds the caller must wait first (0: go now). With `book_if_waiting=False` a call that
+        would have to wait books nothing (the caller refuses instead)."""
+        ...
