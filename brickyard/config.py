@@ -7,7 +7,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from brickyard._errors import ConfigError
 
@@ -71,6 +71,21 @@ class PayloadsConfig(_Strict):
     enabled: bool = True
     retention_days: int = Field(default=30, ge=0, description="0 keeps them forever")
     max_chars: int = Field(default=20_000, gt=0, description="longer payloads are truncated")
+
+
+class StoreConfig(_Strict):
+    """Where the ledger, cache, budgets and keys live (`[store]`): the workspace's SQLite files by default."""
+
+    url: str | None = Field(
+        default=None, description="postgresql://USER@HOST:PORT/DATABASE: one store shared by several hosts"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("not a PostgreSQL url (it must start with postgresql://)")
+        return url
 
 
 class Confidence(StrEnum):
@@ -175,6 +190,7 @@ class Settings(_Strict):
     )
     server: ServerConfig = Field(default_factory=ServerConfig)
     payloads: PayloadsConfig = Field(default_factory=PayloadsConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
 
     @model_validator(mode="after")
     def _references_exist(self) -> Settings:
@@ -247,6 +263,8 @@ def _fix_for(err: Any) -> str:
         return "remove this key or check its spelling (see `brickyard init` for every setting)"
     if kind == "missing":
         return "add this key"
+    if err["loc"][:1] == ("store",):
+        return 'write url = "postgresql://USER@HOST:5432/DATABASE", or remove it to keep the SQLite files'
     if "exactly one of" in err["msg"]:
         return "keep one of the two keys named and remove the other"
     if "ctx" in err and "expected" in err["ctx"]:
@@ -339,6 +357,12 @@ sql_timeout_s = 60
 [payloads]
 enabled = true
 retention_days = 30
+
+# Where usage, cache, budgets and API keys are kept: SQLite files in this folder unless a PostgreSQL url is set
+# (one store shared by several `brickyard serve` hosts; `pip install 'brickyard[postgres]'`; the password
+# comes from PGPASSWORD or ~/.pgpass):
+[store]
+# url = "postgresql://brickyard@127.0.0.1:5432/brickyard"
 
 # USD budgets per endpoint or per tag, over a day or a month:
 # [[budgets]]

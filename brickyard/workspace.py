@@ -11,6 +11,8 @@ from brickyard.config import DEFAULT_TOML, Settings, load_settings
 from brickyard.models import catalog
 from brickyard.models.base import Model
 from brickyard.models.registry import Registry
+from brickyard.store.base import Store
+from brickyard.store.keys import KEYS_NAME, Keys, KeyStore
 from brickyard.store.payloads import PAYLOADS_DIR, PayloadLog
 from brickyard.store.sqlite import SQLiteStore
 
@@ -59,8 +61,24 @@ class Workspace:
         return Path(configured).expanduser() if configured else catalog.default_models_dir()
 
     @cached_property
-    def store(self) -> SQLiteStore:
+    def store(self) -> Store:
+        """The usage ledger, cache, budgets and rate limits: PostgreSQL when `[store] url` is set, else SQLite."""
+        url = self.settings.store.url
+        if url:
+            from brickyard.store.postgres import PostgresStore
+
+            return PostgresStore(url)
         return SQLiteStore(self.path / LEDGER_NAME)
+
+    @cached_property
+    def keys(self) -> Keys:
+        """The API keys of `brickyard serve`: PostgreSQL when `[store] url` is set, else `keys.sqlite`."""
+        url = self.settings.store.url
+        if url:
+            from brickyard.store.postgres_keys import PostgresKeyStore
+
+            return PostgresKeyStore(url)
+        return KeyStore(self.path / KEYS_NAME)
 
     @property
     def payloads_dir(self) -> Path:
@@ -96,6 +114,9 @@ class Workspace:
         store = self.__dict__.pop("store", None)
         if store is not None:
             store.close()
+        keys = self.__dict__.pop("keys", None)
+        if keys is not None:
+            keys.close()
         payloads = self.__dict__.pop("payloads", None)
         if payloads is not None:
             payloads.close()

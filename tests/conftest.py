@@ -163,3 +163,85 @@ def serve() -> Iterator[Callable[[Any], Any]]:
     yield start
     for server in started:
         server.stop()
+
+
+# --- PostgreSQL (the store contract tests) ----------------------------------------------------------------
+
+
+def _postgres_bin() -> Path:
+    """The folder holding initdb/pg_ctl/postgres: Debian's versioned folder, else whatever `pg_ctl` is on PATH."""
+    import glob
+    import shutil
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4]), reverse=True)
+    on_path = shutil.which("pg_ctl")
+    for candidate in (*found, *([on_path] if on_path else [])):
+        folder = Path(candidate).resolve().parent
+        if (folder / "initdb").exists() and (folder / "postgres").exists():
+            return folder
+    pytest.fail(
+        "PostgreSQL is not installed (no initdb/pg_ctl under /usr/lib/postgresql/*/bin or on PATH). "
+        "Fix: apt-get install postgresql (`make setup` does it)"
+    )
+
+
+def _as_postgres_user() -> list[str]:
+    """The command prefix that runs PostgreSQL as a non-root user (it refuses to run as root)."""
+    import os
+    import pwd
+    import subprocess
+
+    if os.geteuid() != 0:
+        return []
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
+    return ["runuser", "-u", "postgres", "--"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real, throwaway PostgreSQL server on 127.0.0.1 (a free port); yields the url of its `brickyard` database."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    folder = _postgres_bin()
+    prefix = _as_postgres_user()
+    root = Path(tempfile.mkdtemp(prefix="brickyard-pg-"))
+    if prefix:
+        shutil.chown(root, "postgres")
+    data, log = root / "data", root / "server.log"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def run(*command: str) -> None:
+        done = subprocess.run([*prefix, *command], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            detail = log.read_text() if log.exists() else ""
+            pytest.fail(f"{' '.join(command)} failed: {done.stdout}{done.stderr}{detail}")
+
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=300"
+    run(str(folder / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "-N")
+    run(str(folder / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", options, "start")
+    try:
+        run(str(folder / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "brickyard")
+        yield f"postgresql://postgres@127.0.0.1:{port}/brickyard"
+    finally:
+        subprocess.run([*prefix, str(folder / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A fresh, empty database on the session's PostgreSQL server (one per test)."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return postgres_server.rsplit("/", 1)[0] + f"/{name}"

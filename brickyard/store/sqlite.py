@@ -6,6 +6,9 @@ arrives, so rows reach the file within about a millisecond under light load. Rea
 queued rows (`spent_usd` adds them, `usage`/`summarize` flush first). `flush()` waits for the queue, `close()`
 and interpreter exit flush it; a row is lost only if the process is killed hard before its batch is written.
 Lock contention between processes is absorbed by SQLite's busy timeout plus a retry loop, never an error.
+
+Budget reservations and rate limits live in the same file (`brickyard.store.sqlite_budgets`), each one short
+write transaction on a connection of its own.
 """
 
 from __future__ import annotations
@@ -14,15 +17,17 @@ import atexit
 import functools
 import json
 import logging
-import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from brickyard.store.base import UsageRecord, UsageSummaryRow
+from brickyard.store import sqlite_budgets
+from brickyard.store._sqlite import connect as _connect
+from brickyard.store._sqlite import retrying as _retrying
+from brickyard.store.base import Hold, Refusal, UsageRecord, UsageSummaryRow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,8 +79,6 @@ _GROUPS = {
 }
 _OPEN: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
 """The stores open in this process, so a read through one sees rows queued by another on the same file."""
-_BUSY_TIMEOUT_S = 30.0
-_RETRY_FOR_S = 120.0  # beyond SQLite's own busy timeout, retry "database is locked" this long
 
 
 class SQLiteStore:
@@ -106,6 +109,7 @@ class SQLiteStore:
         self._wdb = _retrying(lambda: _connect(path))
         _retrying(lambda: self._setup())
         self._db = _retrying(lambda: _connect(path))
+        self._budgets = sqlite_budgets.SQLiteBudgets(path, self._flush_path)
         ref = weakref.ref(self)
 
         def flush_at_exit() -> None:
@@ -123,7 +127,7 @@ class SQLiteStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("BEGIN IMMEDIATE")  # one process at a time creates and migrates
             try:
-                for statement in _TABLES.split(";"):
+                for statement in (_TABLES + sqlite_budgets.TABLES).split(";"):
                     if statement.strip():
                         db.execute(statement)
                 for table, column, kind in _MIGRATIONS:
@@ -383,6 +387,20 @@ class SQLiteStore:
 
         return _retrying(attempt)
 
+    # -- budgets and rate limits (see `Store`) ----------------------------------------------------
+    def reserve(self, holds: Sequence[Hold], amount_usd: float, *, ttl_s: float) -> str | Refusal:
+        self._check_open()
+        return self._budgets.reserve(holds, amount_usd, ttl_s=ttl_s)
+
+    def settle(self, reservation: str, cost_usd: float) -> None:
+        self._budgets.settle(reservation, cost_usd)
+
+    def budget_state(self, hold: Hold) -> tuple[float, float]:
+        return self._budgets.budget_state(hold)
+
+    def take_rate(self, scope: str, per_minute: float, amount: float, *, burst: float, book_if_waiting: bool) -> float:
+        return self._budgets.take_rate(scope, per_minute, amount, burst=burst, book_if_waiting=book_if_waiting)
+
     def close(self) -> None:
         """Write what is queued, stop the writer and close the file (idempotent)."""
         with self._queue:
@@ -403,6 +421,7 @@ class SQLiteStore:
                 self._wdb.close()
             with self._lock:
                 self._db.close()
+            self._budgets.close()
 
     def _read(self, sql: str, args: Iterable[Any]) -> list[Any]:
         def attempt() -> list[Any]:
@@ -414,13 +433,6 @@ class SQLiteStore:
     def _fetchone(self, sql: str, args: tuple[Any, ...]) -> Any:
         with self._lock:
             return self._db.execute(sql, args).fetchone()
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
-    db.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
-    db.execute("PRAGMA synchronous=NORMAL")
-    return db
 
 
 def _row(record: UsageRecord) -> tuple[Any, ...]:
@@ -454,21 +466,6 @@ def _sum_matching(
         and (tag is None or r.tag == tag)
         and (key is None or r.key == key)
     )
-
-
-def _retrying(fn: Callable[[], T]) -> T:
-    """Run `fn`, retrying "database is locked/busy" (beyond SQLite's busy timeout) with backoff."""
-    deadline = time.monotonic() + _RETRY_FOR_S
-    delay = 0.005
-    while True:
-        try:
-            return fn()
-        except sqlite3.OperationalError as exc:
-            message = str(exc).lower()
-            if ("locked" not in message and "busy" not in message) or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
 
 
 def _where(
