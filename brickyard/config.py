@@ -116,8 +116,14 @@ class EndpointConfig(_Strict):
     )
     base_url: str | None = None
     api_key_env: str | None = Field(default=None, description="environment variable holding the key")
-    price_input_per_1m: float = Field(default=0.0, ge=0)
-    price_output_per_1m: float = Field(default=0.0, ge=0)
+    price_input_per_1m: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    price_output_per_1m: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    max_tokens: int | None = Field(
+        default=None,
+        gt=0,
+        le=1_048_576,
+        description="max_tokens for requests that set none; also what a budget reserves for them",
+    )
     rpm: int | None = Field(default=None, gt=0, description="requests per minute")
     tpm: int | None = Field(default=None, gt=0, description="tokens per minute")
     max_concurrency: int | None = Field(default=None, gt=0)
@@ -147,7 +153,7 @@ class BudgetConfig(_Strict):
 
     endpoint: str | None = None
     tag: str | None = None
-    limit_usd: float = Field(gt=0)
+    limit_usd: float = Field(gt=0, allow_inf_nan=False)
     window: Window = Window.month
 
     @model_validator(mode="after")

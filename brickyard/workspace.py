@@ -92,7 +92,7 @@ class Workspace:
 
     @cached_property
     def registry(self) -> Registry:
-        return Registry(
+        registry = Registry(
             self.settings,
             self.store,
             models_dir=self.models_dir,
@@ -101,6 +101,8 @@ class Workspace:
             source=str(self.config_path),
             payloads=self.payloads,
         )
+        registry.host = self  # namespaces (`agent:NAME`) build their models from the workspace
+        return registry
 
     def model(self, name: str | None = None) -> Model:
         """The model stack for an endpoint (default: `[defaults] chat`)."""

@@ -315,10 +315,14 @@ async def test_instruction_variants_are_candidates_of_their_own(ws: Workspace) -
 
 
 async def test_max_cost_covers_judges_and_embeddings(ws: Workspace) -> None:
-    from brickyard.models.costcap import CostCap, CostCapError, CostCapModel
-    from brickyard.models.metering import Price
+    from brickyard._errors import CostCapError
+    from brickyard.models.budget import CostCap
 
-    embedder = CostCapModel(FakeModel(), cap := CostCap(0.01), Price(input_per_1m=1000.0))
+    ws.registry.register(
+        "paid-embedder", FakeModel(embedding_dim=4), EndpointConfig(model="x:e", price_input_per_1m=1000.0)
+    )
+    cap = CostCap(0.01, kind="sweep")
+    embedder = cap.bind(ws.registry.get("paid-embedder"), ws.store)
     await embedder.embed(["a few words"])
     assert 0 < cap.spent_usd < 0.01
     with pytest.raises(CostCapError):

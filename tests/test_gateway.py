@@ -11,7 +11,6 @@ import asyncio
 import collections
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -36,15 +35,23 @@ from brickyard import (
     Workspace,
 )
 from brickyard.config import Window
-from brickyard.models import limits
 from brickyard.models._types import estimate_tokens
-from brickyard.models.limits import LimitedModel, Pacer
+from brickyard.models.calls import Caller
+from brickyard.models.limits import CallerRateModel, LimitedModel
 from brickyard.models.metering import Price, window_start
+from brickyard.models.payloads import PayloadLogModel
 from brickyard.models.retry import RetryModel
 from brickyard.models.routing import FallbackModel, SplitModel
 from brickyard.store.base import UsageRecord
 
 # -- helpers -------------------------------------------------------------------------------------------
+
+
+def unwrap(model: Any) -> Any:
+    """The stack an endpoint serves, under the layers `Registry.get` adds (caller limits, payload log)."""
+    while isinstance(model, CallerRateModel | PayloadLogModel):
+        model = model.inner
+    return model
 
 
 def req(text: str = "hello", **options: Any) -> ChatRequest:
@@ -183,14 +190,22 @@ async def test_retry_zero_retries_means_one_attempt() -> None:
     assert sleeps.waits == []
 
 
+async def test_a_malformed_200_is_a_passing_fault_and_is_retried() -> None:
+    inner = FakeModel([MalformedResponseError("unexpected response shape", endpoint="x"), "ok"], cycle=False)
+    sleeps = Sleeps()
+    model = RetryModel(inner, max_retries=2, sleep=sleeps)
+    assert (await model.complete(req())).text == "ok"
+    assert len(inner.calls) == 2 and len(sleeps.waits) == 1
+
+
 @pytest.mark.parametrize(
     "error",
     [
         InvalidRequestError("bad request"),
-        MalformedResponseError("not json", endpoint="x"),
+        MalformedResponseError("the answer's JSON is cut at max_tokens", endpoint="x", retryable=False),
         ProviderError("bad request", status=400),
     ],
-    ids=["invalid-request", "malformed", "provider-400"],
+    ids=["invalid-request", "malformed-content", "provider-400"],
 )
 async def test_retry_does_not_retry_non_retryable_errors(error: Exception) -> None:
     inner = FakeModel([error, "ok"], cycle=False)
@@ -262,18 +277,20 @@ async def test_concurrency_cap_from_config(make_ws: Callable[..., Workspace]) ->
     assert body.peak == 2
 
 
-async def test_rpm_pacing_spaces_requests() -> None:
+async def test_rpm_pacing_spaces_requests(make_ws: Callable[..., Workspace]) -> None:
     loop = asyncio.get_running_loop()
-    model = LimitedModel(FakeModel(["ok"]), rpm=1200)  # one request every 50 ms
+    ws = make_ws("[endpoints.ep]\nmodel = 'fake:ep'\nrpm = 1200\ncache = false\n")  # one request every 50 ms
+    model = register(ws, "ep", FakeModel(["ok"]))
     started = loop.time()
     await asyncio.gather(*(model.complete(req(f"q{i}")) for i in range(11)))
     assert loop.time() - started >= 0.45  # 10 intervals of 50 ms; lower bound only
 
 
-async def test_tpm_pacing_spaces_tokens() -> None:
+async def test_tpm_pacing_spaces_tokens(make_ws: Callable[..., Workspace]) -> None:
     loop = asyncio.get_running_loop()
     # 60,000 tokens a minute = 1,000 a second, with about one second of burst.
-    model = LimitedModel(FakeModel(["ok"]), tpm=60_000)
+    ws = make_ws("[endpoints.ep]\nmodel = 'fake:ep'\ntpm = 60000\ncache = false\n")
+    model = register(ws, "ep", FakeModel(["ok"]))
     # Each request books estimate_tokens("abcd") + max_tokens = 1 + 499 = 500 tokens (0.5 s of budget).
     requests = [req("abcd", max_tokens=499) for _ in range(4)]
     assert estimate_tokens(requests[0].prompt_text()) + 499 == 500
@@ -281,25 +298,6 @@ async def test_tpm_pacing_spaces_tokens() -> None:
     await asyncio.gather(*(model.complete(r) for r in requests))
     # 2,000 tokens at 1,000/s minus the ~1 s burst: the last one waits ~0.5 s. Lower bound only.
     assert loop.time() - started >= 0.45
-
-
-def test_pacer_books_evenly_spaced_slots(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = SimpleNamespace(now=100.0)
-    monkeypatch.setattr(limits, "time", SimpleNamespace(monotonic=lambda: clock.now))
-
-    pacer = Pacer(60)  # one a second, no burst
-    assert [pacer.reserve() for _ in range(3)] == [0.0, 1.0, 2.0]
-    clock.now += 10.0  # idle long enough: the schedule does not bank unused time beyond the burst
-    assert pacer.reserve() == 0.0
-    assert pacer.reserve(amount=3) == 1.0
-    assert pacer.reserve() == 4.0
-
-
-def test_pacer_burst_admits_several_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = SimpleNamespace(now=5.0)
-    monkeypatch.setattr(limits, "time", SimpleNamespace(monotonic=lambda: clock.now))
-    pacer = Pacer(60, burst=3)
-    assert [pacer.reserve() for _ in range(5)] == [0.0, 0.0, 0.0, 1.0, 2.0]
 
 
 # -- cache ---------------------------------------------------------------------------------------------
@@ -329,7 +327,7 @@ async def test_cache_serves_an_identical_request_without_calling_the_model(
 
 async def test_failures_are_never_cached(make_ws: Callable[..., Workspace]) -> None:
     ws = make_ws(CACHED_EP)
-    inner = FakeModel([MalformedResponseError("garbled", endpoint="ep"), "good"], cycle=False)
+    inner = FakeModel([MalformedResponseError("garbled", endpoint="ep", retryable=False), "good"], cycle=False)
     model = register(ws, "ep", inner)
 
     with pytest.raises(MalformedResponseError):
@@ -570,42 +568,71 @@ async def test_summarize_by_endpoint_tag_and_day(make_ws: Callable[..., Workspac
 
 # -- budgets -------------------------------------------------------------------------------------------
 
-# $0.001 a token both ways; a `priced(inp=10, out=10)` call costs exactly $0.02.
+# $0.001 a token both ways. `priced(inp=1, out=10)` with max_tokens=10 costs exactly what it reserves: $0.011.
 PAID = "[endpoints.paid]\nmodel = 'fake:paid'\nprice_input_per_1m = 1000\nprice_output_per_1m = 1000\ncache = false\n"
+EXACT = 0.011
+
+
+def capped(text: str, **options: Any) -> ChatRequest:
+    """A request whose reservation covers its answer: a one-token prompt and max_tokens=10."""
+    return req(text, max_tokens=10, **options)
 
 
 async def test_endpoint_budget_refuses_before_calling_the_model(make_ws: Callable[..., Workspace]) -> None:
     ws = make_ws(PAID + "[[budgets]]\nendpoint = 'paid'\nlimit_usd = 0.05\n")
-    inner = FunctionModel(priced(inp=10, out=10))
+    inner = FunctionModel(priced(inp=1, out=10))
     model = register(ws, "paid", inner)
 
-    for i in range(3):  # 0.00 -> 0.02 -> 0.04 -> 0.06: each was under the limit when sent
-        await model.complete(req(f"q{i}"))
-    assert ws.store.spent_usd(since=0, endpoint="paid") == pytest.approx(0.06)
+    for i in range(4):  # 0.011 each: the fifth would reach 0.055
+        await model.complete(capped(f"q{i}"))
+    assert ws.store.spent_usd(since=0, endpoint="paid") == pytest.approx(4 * EXACT)
 
     with pytest.raises(BudgetExceededError) as caught:
-        await model.complete(req("one more"))
+        await model.complete(capped("q4"))
 
-    assert len(inner.calls) == 3
+    assert len(inner.calls) == 4
     err = caught.value
     assert (err.scope, err.limit_usd, err.window) == ("endpoint paid", 0.05, "month")
-    assert err.spent_usd == pytest.approx(0.06)
+    assert err.spent_usd == pytest.approx(4 * EXACT)
+    assert err.retry_after is not None and 0 < err.retry_after <= 31 * 86400  # when the month starts again
     message = str(err)
     assert "endpoint paid" in message
     assert "Fix:" in message and "limit_usd" in message and "brickyard.toml" in message
     assert records(ws)[-1].status == "budget_exceeded"
-    assert ws.store.spent_usd(since=0, endpoint="paid") == pytest.approx(0.06)
+    assert ws.store.spent_usd(since=0, endpoint="paid") <= 0.05
+
+
+async def test_a_call_without_max_tokens_reserves_the_endpoints_default_or_the_context(
+    make_ws: Callable[..., Workspace],
+) -> None:
+    ws = make_ws(PAID + "[[budgets]]\nendpoint = 'paid'\nlimit_usd = 0.05\n")
+    inner = FunctionModel(priced(inp=1, out=10))
+    model = register(ws, "paid", inner)
+    # No max_tokens and no known context window: 32,768 output tokens are reserved ($32.77), which no
+    # $0.05 budget admits. The refusal says how much was needed.
+    with pytest.raises(BudgetExceededError, match=r"about 32\.77 USD"):
+        await model.complete(req("q"))
+    assert inner.calls == []
+    # With the endpoint's default max_tokens the reservation is what the call may cost at most.
+    ws2 = make_ws(PAID + "max_tokens = 10\n[[budgets]]\nendpoint = 'paid'\nlimit_usd = 0.05\n")
+    inner2 = FunctionModel(priced(inp=1, out=10))
+    model2 = register(ws2, "paid", inner2)
+    for i in range(4):
+        await model2.complete(req(f"q{i}"))
+    assert [c.max_tokens for c in inner2.calls] == [10] * 4  # the default reached the upstream
+    with pytest.raises(BudgetExceededError):
+        await model2.complete(req("q4"))
 
 
 async def test_budget_also_refuses_when_the_estimate_would_cross_the_limit(
     make_ws: Callable[..., Workspace],
 ) -> None:
     ws = make_ws(PAID + "[[budgets]]\nendpoint = 'paid'\nlimit_usd = 0.05\n")
-    inner = FunctionModel(priced(inp=10, out=10))
+    inner = FunctionModel(priced(inp=1, out=10))
     model = register(ws, "paid", inner)
-    await model.complete(req("q"))  # spent 0.02
+    await model.complete(capped("q"))  # spent 0.011
 
-    # Estimated at 1 prompt token + 100 output tokens = $0.101: over what is left.
+    # Reserved at 1 prompt token + 100 output tokens = $0.101: over what is left.
     with pytest.raises(BudgetExceededError):
         await model.complete(req("x", max_tokens=100))
     assert len(inner.calls) == 1
@@ -619,71 +646,68 @@ async def test_tag_budget_spans_endpoints_and_spares_other_tags(make_ws: Callabl
         + "[endpoints.other]\nmodel = 'fake:o'\nprice_input_per_1m = 1000\nprice_output_per_1m = 1000\n"
         + "cache = false\n[[budgets]]\ntag = 'team-a'\nlimit_usd = 0.03\nwindow = 'day'\n"
     )
-    paid_inner, other_inner = FunctionModel(priced()), FunctionModel(priced())
+    paid_inner, other_inner = FunctionModel(priced(inp=1, out=10)), FunctionModel(priced(inp=1, out=10))
     paid, other = register(ws, "paid", paid_inner), register(ws, "other", other_inner)
 
-    await paid.complete(req("1", tag="team-a"))  # 0.02
-    await other.complete(req("2", tag="team-a"))  # 0.04 over both endpoints
+    await paid.complete(capped("1", tag="team-a"))  # 0.011
+    await other.complete(capped("2", tag="team-a"))  # 0.022 over both endpoints
     with pytest.raises(BudgetExceededError) as caught:
-        await paid.complete(req("3", tag="team-a"))
-    with pytest.raises(BudgetExceededError):
-        await other.complete(req("4", tag="team-a"))
+        await paid.complete(capped("3", tag="team-a"))
+    with pytest.raises(BudgetExceededError):  # the tag may also come with the caller
+        await other.complete(capped("4"), caller=Caller(tag="team-a"))
     assert (len(paid_inner.calls), len(other_inner.calls)) == (1, 1)
     assert caught.value.scope == "tag team-a"
     assert "tag team-a" in str(caught.value) and "day" in str(caught.value)
 
     # Other tags and untagged calls are not limited by team-a's budget.
-    await paid.complete(req("5", tag="team-b"))
-    await paid.complete(req("6"))
+    await paid.complete(capped("5", tag="team-b"))
+    await paid.complete(capped("6"))
     assert len(paid_inner.calls) == 3
 
 
 async def test_day_budget_ignores_spend_before_today(make_ws: Callable[..., Workspace]) -> None:
     ws = make_ws(PAID + "[[budgets]]\nendpoint = 'paid'\nlimit_usd = 1.0\nwindow = 'day'\n")
-    inner = FunctionModel(priced())
+    inner = FunctionModel(priced(inp=1, out=10))
     model = register(ws, "paid", inner)
     today = window_start(Window.day)
     ws.store.record_usage(UsageRecord(ts=today - 60, endpoint="paid", model="m", cost_usd=50.0))
+    ws.store.record_usage(UsageRecord(ts=today + 1, endpoint="paid", model="m", cost_usd=0.98))
 
-    await model.complete(req("q"))  # yesterday's $50 does not count today
-    ws.store.record_usage(UsageRecord(ts=today + 1, endpoint="paid", model="m", cost_usd=5.0))
+    await model.complete(capped("q"))  # yesterday's $50 does not count; today's $0.98 does (seeded)
     with pytest.raises(BudgetExceededError):
-        await model.complete(req("q2"))
+        await model.complete(capped("q2"))
     assert len(inner.calls) == 1
 
 
 async def test_cache_hits_are_served_when_the_budget_is_spent(make_ws: Callable[..., Workspace]) -> None:
     ws = make_ws(
         "[endpoints.paid]\nmodel = 'fake:paid'\nprice_input_per_1m = 1000\nprice_output_per_1m = 1000\n"
-        "[[budgets]]\nendpoint = 'paid'\nlimit_usd = 0.01\n"
+        "[[budgets]]\nendpoint = 'paid'\nlimit_usd = 0.015\n"
     )
-    inner = FunctionModel(priced())
+    inner = FunctionModel(priced(inp=1, out=10))
     model = register(ws, "paid", inner)
-    await model.complete(req("q"))  # 0.02: the budget is now spent
+    await model.complete(capped("q"))  # 0.011: the next call does not fit
     with pytest.raises(BudgetExceededError):
-        await model.complete(req("new question"))
-    assert (await model.complete(req("q"))).cached
+        await model.complete(capped("new question"))
+    assert (await model.complete(capped("q"))).cached
     assert len(inner.calls) == 1
 
 
-async def test_budget_overshoot_under_concurrency_is_bounded_by_what_was_in_flight(
-    make_ws: Callable[..., Workspace],
-) -> None:
-    cap, per_call, limit = 4, 0.02, 0.10  # the budget allows about five calls
-    ws = make_ws(PAID + f"max_concurrency = {cap}\n[[budgets]]\nendpoint = 'paid'\nlimit_usd = {limit}\n")
-    inner = FunctionModel(priced(inp=10, out=10, delay_s=0.02))
+async def test_budget_holds_under_64_concurrent_calls(make_ws: Callable[..., Workspace]) -> None:
+    limit = 0.10  # nine calls of $0.011 fit
+    ws = make_ws(PAID + f"max_concurrency = 64\n[[budgets]]\nendpoint = 'paid'\nlimit_usd = {limit}\n")
+    inner = FunctionModel(priced(inp=1, out=10, delay_s=0.02))
     model = register(ws, "paid", inner)
 
-    outcomes = await asyncio.gather(*(model.complete(req(f"q{i}")) for i in range(50)), return_exceptions=True)
+    outcomes = await asyncio.gather(*(model.complete(capped(f"q{i}")) for i in range(64)), return_exceptions=True)
 
     served = [o for o in outcomes if isinstance(o, ChatResult)]
     refused = [o for o in outcomes if isinstance(o, BudgetExceededError)]
-    assert len(served) + len(refused) == 50
-    assert len(inner.calls) == len(served)
+    assert len(served) + len(refused) == 64
+    assert len(inner.calls) == len(served) == 9
     spent = ws.store.spent_usd(since=0, endpoint="paid")
-    assert spent == pytest.approx(per_call * len(served))
-    assert spent >= limit  # the budget was used...
-    assert spent <= limit + cap * per_call + 1e-9  # ...and overshot by at most what was in flight
+    assert spent == pytest.approx(EXACT * 9)
+    assert spent <= limit  # never over: every answer was covered by its reservation
 
 
 # -- fallbacks -----------------------------------------------------------------------------------------
@@ -719,7 +743,7 @@ async def test_fallback_answers_after_the_primary_exhausts_its_retries(
 ) -> None:
     ws = make_ws(FALLBACK)
     model, primary, backup = fallback_pair(ws, error, priced("from backup", model="function:backup"))
-    assert isinstance(model.inner, FallbackModel)  # under the payload log
+    assert isinstance(unwrap(model), FallbackModel)  # under the caller's limits and the payload log
 
     result = await model.complete(req("q", tag="team"))
 
@@ -738,9 +762,9 @@ async def test_fallback_answers_after_the_primary_exhausts_its_retries(
     [
         InvalidRequestError("bad request"),
         ProviderError("bad request", status=400),
-        MalformedResponseError("garbled"),
+        MalformedResponseError("garbled JSON content", retryable=False),
     ],
-    ids=["invalid-request", "provider-400", "malformed"],
+    ids=["invalid-request", "provider-400", "malformed-content"],
 )
 async def test_no_fallback_on_errors_another_endpoint_would_repeat(
     make_ws: Callable[..., Workspace], error: Exception
@@ -775,15 +799,15 @@ async def test_fallback_spend_is_charged_where_it_was_served(make_ws: Callable[.
         ws, RateLimitedError("busy", status=429, retry_after=0.0), priced(inp=10, out=10)
     )
 
-    await model.complete(req("q1", tag="team"))  # 20 tokens at the backup's price: $0.04
+    await model.complete(req("q1", tag="team", max_tokens=10))  # 20 tokens at the backup's price: $0.04
     assert ws.store.spent_usd(since=0, endpoint="backup") == pytest.approx(0.04)
     assert ws.store.spent_usd(since=0, endpoint="primary") == 0.0
     assert len(primary.calls) == 3
     assert ws.store.spent_usd(since=0, tag="team") == pytest.approx(0.04)
 
-    # The backup's budget is now spent: the fallback is refused before it is called.
+    # The backup's budget is now short: the fallback is refused before it is called (at its own price).
     with pytest.raises(BudgetExceededError, match="endpoint backup"):
-        await model.complete(req("q2", tag="team"))
+        await model.complete(req("q2", tag="team", max_tokens=10))
     assert len(backup.calls) == 1
 
 
@@ -817,7 +841,7 @@ SPLIT = (
 async def test_split_shares_follow_the_weights(make_ws: Callable[..., Workspace]) -> None:
     ws = make_ws(SPLIT)
     model = ws.registry.get("ab")
-    assert isinstance(model.inner, SplitModel)  # under the payload log
+    assert isinstance(unwrap(model), SplitModel)  # under the caller's limits and the payload log
 
     results = await asyncio.gather(*(model.complete(req(f"q{i}")) for i in range(1000)))
 

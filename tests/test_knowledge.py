@@ -34,8 +34,9 @@ from brickyard.knowledge import (
 )
 from brickyard.knowledge.answer import DEFAULT_MIN_SIMILARITY, SYSTEM
 from brickyard.knowledge.readers import DocumentError
-from brickyard.models._types import EmbeddingResult, estimate_tokens
+from brickyard.models._types import estimate_tokens
 from brickyard.models.base import Model
+from brickyard.models.calls import Call, EmbedCall, Reply
 from brickyard.models.local import LocalEmbedder
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -166,11 +167,12 @@ class CountingEmbedder(WrapperModel):
         self.texts = 0
         self.poison = poison
 
-    async def embed(self, texts: list[str]) -> EmbeddingResult:
-        if self.poison and any(self.poison in t for t in texts):
-            raise ValueError("this text cannot be embedded")
-        self.texts += len(texts)
-        return await self.inner.embed(texts)
+    async def handle(self, call: Call) -> Reply:
+        if isinstance(call, EmbedCall):
+            if self.poison and any(self.poison in t for t in call.texts):
+                raise ValueError("this text cannot be embedded")
+            self.texts += len(call.texts)
+        return await self.inner.handle(call)
 
 
 @pytest.fixture(scope="module")

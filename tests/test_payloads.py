@@ -27,7 +27,7 @@ from brickyard import (
 )
 from brickyard.config import EndpointConfig, GuardrailsConfig, PayloadsConfig, PiiAction
 from brickyard.models.base import Model
-from brickyard.models.caller import caller_scope
+from brickyard.models.calls import Caller
 from brickyard.models.testing import FakeModel, FunctionModel
 from brickyard.sql.duckdb import connect
 from brickyard.store.payloads import PLACEHOLDER, PayloadLog
@@ -53,8 +53,7 @@ def test_a_call_is_logged_with_key_endpoint_request_and_response(tmp_path: Path)
         "echo", FunctionModel(lambda r: f"echo: {r.messages[-1]['content']}"), EndpointConfig(model="x:e")
     )
     request = ChatRequest.from_prompt("hello", temperature=0.2, tag="t1")
-    with caller_scope("team-a"):
-        asyncio.run(ws.registry.get("echo").complete(request))
+    asyncio.run(ws.registry.get("echo").complete(request, caller=Caller(key="team-a")))
     [rec] = _records(ws)
     assert rec["endpoint"] == "echo" and rec["served_by"] == "echo" and rec["key"] == "team-a"
     assert (rec["status"], rec["kind"], rec["tag"]) == ("ok", "chat", "t1")
@@ -71,10 +70,10 @@ def test_failures_are_logged_once_per_call_even_with_fallbacks(tmp_path: Path) -
     config = EndpointConfig(model="x:p", fallbacks=["backup"], max_retries=0)
     ws.registry.register("primary", FakeModel([ServerError("down", status=503)]), config)
     ws.registry.register("broken", FakeModel([ProviderError("no", status=400)]), EndpointConfig(model="x:x"))
-    with caller_scope("k1"):
-        asyncio.run(ws.registry.get("primary").complete(ChatRequest.from_prompt("q")))
-        with pytest.raises(ProviderError):
-            asyncio.run(ws.registry.get("broken").complete(ChatRequest.from_prompt("q")))
+    k1 = Caller(key="k1")
+    asyncio.run(ws.registry.get("primary").complete(ChatRequest.from_prompt("q"), caller=k1))
+    with pytest.raises(ProviderError):
+        asyncio.run(ws.registry.get("broken").complete(ChatRequest.from_prompt("q"), caller=k1))
     ok, failed = _records(ws)
     assert (ok["endpoint"], ok["served_by"], ok["status"], ok["response_text"]) == (
         "primary",
@@ -153,10 +152,10 @@ class Slow(Model):
 
     name = "slow"
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
+    async def _complete(self, request: ChatRequest) -> ChatResult:
         return ChatResult(text="one two three", model=self.name)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[str]:
         for word in ["one ", "two ", "three"]:
             yield word
             await asyncio.sleep(0.05)
@@ -164,22 +163,21 @@ class Slow(Model):
 
 def test_streams_are_logged_and_a_client_that_leaves_is_logged_as_cancelled(tmp_path: Path) -> None:
     ws = Workspace.init(tmp_path / "ws")
-    ws.registry.register("s", Slow(), EndpointConfig(model="x:s"))
+    ws.registry.register("s", Slow(), EndpointConfig(model="x:s", cache=False))
 
     async def full() -> str:
         return "".join([p async for p in ws.registry.get("s").stream(ChatRequest.from_prompt("go"))])
 
     async def leave_early() -> None:
         async def consume() -> None:
-            async for _ in ws.registry.get("s").stream(ChatRequest.from_prompt("go")):
+            async for _ in ws.registry.get("s").stream(ChatRequest.from_prompt("go"), caller=Caller(key="quitter")):
                 pass
 
-        with caller_scope("quitter"):
-            task = asyncio.create_task(consume())
-            await asyncio.sleep(0.07)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.07)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
     assert asyncio.run(full()) == "one two three"
     asyncio.run(leave_early())
@@ -194,8 +192,7 @@ def test_streams_are_logged_and_a_client_that_leaves_is_logged_as_cancelled(tmp_
 def test_embeddings_are_logged_without_vectors(tmp_path: Path) -> None:
     ws = Workspace.init(tmp_path / "ws")
     ws.registry.register("emb", FakeModel(embedding_dim=4), EndpointConfig(model="x:e"))
-    with caller_scope("k"):
-        asyncio.run(ws.registry.get("emb").embed(["a", "b"]))
+    asyncio.run(ws.registry.get("emb").embed(["a", "b"], caller=Caller(key="k")))
     [rec] = _records(ws)
     assert (rec["kind"], rec["key"], rec["request"], rec["response"]) == (
         "embed",
@@ -252,8 +249,7 @@ def test_the_warehouse_view_is_typed_empty_at_first_and_fills_as_calls_arrive(tm
         assert types["ts"] == "TIMESTAMP WITH TIME ZONE" and types["request"] == "JSON"
         assert types["latency_s"] == "DOUBLE" and types["cached"] == "BOOLEAN"
         ws.registry.register("e", FakeModel(["x"]), EndpointConfig(model="x:e"))
-        with caller_scope("team-a"):
-            asyncio.run(ws.registry.get("e").complete(ChatRequest.from_prompt("hello")))
+        asyncio.run(ws.registry.get("e").complete(ChatRequest.from_prompt("hello"), caller=Caller(key="team-a")))
         rows = con.sql(
             "SELECT endpoint, key, status, request->>'$[0].content', ts > now() - INTERVAL 1 HOUR FROM payloads"
         ).fetchall()
@@ -264,8 +260,7 @@ def test_brickyard_sql_reads_the_payloads_table(tmp_path: Path) -> None:
     home = tmp_path / "ws"
     Workspace.init(home).config_path.write_text('[endpoints.echo]\nmodel = "fake:echo"\n', encoding="utf-8")
     ws = Workspace(home)
-    with caller_scope("team-b"):
-        asyncio.run(ws.registry.get("echo").complete(ChatRequest.from_prompt("hi")))
+    asyncio.run(ws.registry.get("echo").complete(ChatRequest.from_prompt("hi"), caller=Caller(key="team-b")))
     asyncio.run(ws.aclose())
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env["BRICKYARD_HOME"] = str(home)

@@ -114,18 +114,22 @@ def test_tpm_counts_real_tokens(server_workspace: Workspace, serve: Serve) -> No
 
 
 def test_budget_refuses_clearly_and_says_when_it_resets(server_workspace: Workspace, serve: Serve) -> None:
-    server_workspace.registry.register("paid", exact(), PRICE)  # 0.02 USD a call
+    # "hello" is 2 prompt tokens; with max_tokens=10 a call reserves and costs exactly 0.012 USD
+    server_workspace.registry.register("paid", exact(inp=2, out=10), PRICE)
     key = make_key(server_workspace, "capped", budget=(0.05, Window.day))
     server = serve(server_workspace)
-    statuses = [post(server, key, chat("paid")).status_code for _ in range(4)]
-    assert statuses == [200, 200, 200, 429]
-    refused = post(server, key, chat("paid"))
+    statuses = [post(server, key, chat("paid", max_tokens=10)).status_code for _ in range(5)]
+    assert statuses == [200, 200, 200, 200, 429]
+    refused = post(server, key, chat("paid", max_tokens=10))
     error = assert_error(refused, 429, "budget_exceeded")
     assert error["type"] == "insufficient_quota" and "capped" in error["message"] and "day" in error["message"]
     assert refused.headers["x-should-retry"] == "false"
     assert 1 <= int(refused.headers["retry-after"]) <= 86400
     spent = server_workspace.store.spent_usd(since=0, key="capped")
-    assert spent == pytest.approx(0.06)  # the third call started with 0.04 spent; overshoot < one call
+    assert spent == pytest.approx(0.048) and spent <= 0.05  # never over
+    # Without max_tokens the call would reserve a whole context of output: refused, and the message says why.
+    unbounded = assert_error(post(server, key, chat("paid")), 429, "budget_exceeded")
+    assert "set max_tokens" in unbounded["message"]
 
 
 @pytest.mark.parametrize("max_tokens", [10, None])
@@ -134,9 +138,9 @@ def test_parallel_requests_overshoot_a_budget_by_at_most_what_was_in_flight(
 ) -> None:
     """40 requests at once against a 0.11 USD budget, 0.02 USD each (10+10 tokens), each taking 0.2 s.
 
-    With `max_tokens` the estimate (prompt + max_tokens) is the call's cost, so no call may start that
-    could pass the budget: 5 run. Without it only the prompt is held, so more start; the spend
-    then exceeds the budget by at most the calls that were in flight together.
+    With `max_tokens` the reservation (prompt + max_tokens) is the call's cost, so no call may start that
+    could pass the budget: 5 run. Without it a whole context of output is reserved, which this budget never
+    admits: every call is refused, and nothing is spent.
     """
     body = InFlight(delay_s=0.2, answer="ok")
 
@@ -161,14 +165,15 @@ def test_parallel_requests_overshoot_a_budget_by_at_most_what_was_in_flight(
 
     statuses = asyncio.run(burst())
     ok = statuses.count(200)
-    assert statuses.count(429) == 40 - ok and ok >= 1
+    assert statuses.count(429) == 40 - ok
     spent = server_workspace.store.spent_usd(since=0, key="shared")
     assert spent == pytest.approx(0.02 * ok)
     if max_tokens:
         assert spent <= 0.11 and ok == 5
     else:
-        assert 0.11 < spent <= 0.11 + 0.02 * body.peak
-    assert post(server, key, chat("paid", "x" * 40, max_tokens=10)).status_code == 429  # nothing more fits
+        assert spent == 0.0 and ok == 0
+    if max_tokens:
+        assert post(server, key, chat("paid", "x" * 40, max_tokens=10)).status_code == 429  # nothing more fits
 
 
 def test_open_server_only_without_keys_and_only_on_loopback(server_workspace: Workspace, serve: Serve) -> None:

@@ -1,4 +1,4 @@
-"""API keys (hash-only storage, scopes, CLI) and the shared per-key meter."""
+"""API keys (hash-only storage, scopes, CLI); key budgets and rates are attacked in test_budget_integrity.py."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from typer.testing import CliRunner
 from brickyard import UserError, Workspace
 from brickyard.cli import app
 from brickyard.config import Window
-from brickyard.server.errors import KeyBudgetExceededError, KeyRateLimitedError
+from brickyard.models.budget import window_end
 from brickyard.server.keys import KEYS_NAME, ApiKey, KeyStore, hash_secret, parse_budget, parse_scopes
-from brickyard.server.limits import Meter, window_end
 
 
 @pytest.fixture
@@ -67,42 +66,6 @@ def test_scope_semantics() -> None:
     assert agents.allows("agent:kb") and agents.allows("fast") and not agents.allows("gpt-5")
     assert agents.allows("quick", canonical="fast")  # an alias whose target is in scope
     assert ApiKey("c", "h", ("x",), admin=True).allows("agent:anything")
-
-
-def test_two_meters_on_one_file_share_the_limits(store: KeyStore, tmp_path: Path) -> None:
-    """Two meters (as two worker processes would) over one keys.sqlite: one rpm limit, one budget."""
-    other = KeyStore(store.path)
-    key, _ = store.create("k", ("*",), rpm=5, budget=(10.0, Window.day))
-    meters = [Meter(store, lambda key, since: 0.0), Meter(other, lambda key, since: 0.0)]
-    admitted = 0
-    for i in range(8):
-        try:
-            ticket = meters[i % 2].admit(key, 10, 0.1)
-        except KeyRateLimitedError as exc:
-            assert exc.what == "requests" and 0 < exc.retry_after <= 12
-            continue
-        admitted += 1
-        meters[i % 2].finish(ticket, tokens=10, usd=0.3)
-    assert admitted == 5
-    spent = store.spent(key.name)
-    assert spent is not None and spent[1] == pytest.approx(1.5)
-    budget_only, _ = store.create("b", ("*",), budget=(0.5, Window.day))
-    held = meters[0].admit(budget_only, 0, 0.3)  # in flight: 0.3 held in this process
-    with pytest.raises(KeyBudgetExceededError, match="budget for key b"):
-        meters[0].admit(budget_only, 0, 0.3)
-    meters[1].admit(budget_only, 0, 0.3)  # the other process does not see this one's calls in flight
-    meters[0].finish(held, tokens=0, usd=0.3)
-    with pytest.raises(KeyBudgetExceededError) as refused:
-        meters[1].admit(budget_only, 0, 0.3)
-    assert 0 < refused.value.retry_after <= 86400
-    other.close()
-
-
-def test_a_new_meter_row_is_seeded_from_the_ledger(store: KeyStore) -> None:
-    key, _ = store.create("k", ("*",), budget=(1.0, Window.month))
-    meter = Meter(store, lambda name, since: 0.95)  # e.g. keys.sqlite was recreated, the ledger remembers
-    with pytest.raises(KeyBudgetExceededError):
-        meter.admit(key, 0, 0.1)
 
 
 def test_window_end() -> None:

@@ -120,6 +120,7 @@ model = "function:brickyard.testing.deterministic:answer"
 price_input_per_1m = 1000.0
 price_output_per_1m = 1000.0
 cache = false
+max_tokens = 16
 """
 
 
@@ -167,10 +168,10 @@ class Dribble(Model):
         self.closed = threading.Event()
         self.produced = 0
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
+    async def _complete(self, request: ChatRequest) -> ChatResult:
         return ChatResult(text="whole", model=self.name, usage=Usage(1, 1))
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[str]:
         try:
             for i in range(100):
                 self.produced = i + 1

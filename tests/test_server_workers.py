@@ -118,18 +118,64 @@ def test_two_workers_share_rate_limits_budgets_and_usage(tmp_path: Path, upstrea
 
         statuses = asyncio.run(burst(url, budgeted, 24, "x" * 40, max_tokens=11))
         ok = statuses.count(200)
-        assert ok >= 4 and statuses.count(429) == 24 - ok
-        # each worker holds what its own calls in flight may cost (at most 4 x 0.021 within 0.1), so the spend
-        # passes the budget by at most the other worker's calls in flight
-        assert ok <= 8
+        # reservations are shared by both workers through the store: 4 x 0.021 fit in 0.1, a fifth never starts
+        assert ok == 4 and statuses.count(429) == 20
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     records = ws.store.usage()
     assert sum(r.key == "limited" for r in records) == 10
-    assert sum(r.key == "budgeted" for r in records) == ok
+    assert sum(r.key == "budgeted" and r.status == "ok" for r in records) == ok
+    assert sum(r.key == "budgeted" and r.status == "budget_exceeded" for r in records) == 20  # refusals are recorded
     spent = ws.store.spent_usd(since=0, key="budgeted")
-    assert spent == pytest.approx(0.021 * ok) and spent <= 0.1 + 4 * 0.021 + 1e-9
+    assert spent == pytest.approx(0.021 * ok) and spent <= 0.1
     assert upstream.completed == 10 + ok  # every call the upstream served is in the ledger
+
+
+def test_four_workers_hold_a_key_budget_through_a_priced_fallback_for_64_clients(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    """The first wave spent 3x a key's budget here: an unpriced primary that fails, a priced fallback, 64 clients."""
+    ws = workspace_for(tmp_path, upstream)
+    ws.config_path.write_text(
+        ws.config_path.read_text()
+        + f"""
+[endpoints.down]
+model = "openai:fake-down"
+base_url = "{upstream.base_url}"
+cache = false
+max_retries = 0
+fallbacks = ["up"]
+""",
+        encoding="utf-8",
+    )
+    upstream.scenario = lambda body: (
+        (503, {}, {"error": {"message": "down", "type": "server_error"}}) if body.get("model") == "fake-down" else None
+    )
+    key = make_key(ws, "team", ("down",), budget=(0.34, Window.day))
+    with brickyard_serve(ws, 4, tmp_path / "serve.log") as (proc, url):
+
+        async def flood() -> list[int]:
+            async def one() -> int:
+                async with httpx.AsyncClient(timeout=60) as http:
+                    reply = await http.post(
+                        url + "/v1/chat/completions",
+                        json={"model": "down", "messages": [{"role": "user", "content": "x" * 40}], "max_tokens": 11},
+                        headers={"Authorization": f"Bearer {key}"},
+                    )
+                    if reply.status_code == 429:
+                        assert reply.headers["x-should-retry"] == "false" and "retry-after" in reply.headers
+                    return reply.status_code
+
+            return list(await asyncio.gather(*(one() for _ in range(64))))
+
+        statuses = asyncio.run(flood())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    # 0.021 a call at the fallback's price: 16 fit in 0.34, and no worker lets a 17th start
+    assert statuses.count(200) == 16 and statuses.count(429) == 48
+    spent = ws.store.spent_usd(since=0, key="team")
+    assert spent == pytest.approx(16 * 0.021) and spent <= 0.34
+    assert {r.endpoint for r in ws.store.usage(key="team") if r.status == "ok"} == {"up"}
 
 
 def test_graceful_shutdown_finishes_in_flight_requests_and_flushes_usage(

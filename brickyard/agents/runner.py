@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from brickyard._errors import BrickyardError, UserError
+from brickyard._errors import BrickyardError, UnknownEndpointError, UserError
 from brickyard.agents.spec import AgentKind, AgentSpec, Strategy
 from brickyard.agents.store import AgentStore
 from brickyard.agents.trace import Trace, TracingModel
@@ -22,6 +22,9 @@ from brickyard.functions import classify, extract
 from brickyard.functions._rows import DATA_RULE, Demo, delimited, is_null
 from brickyard.models._types import ChatRequest, ChatResult, Usage, estimate_tokens
 from brickyard.models.base import Model
+from brickyard.models.budget import CallerModel
+from brickyard.models.calls import ANONYMOUS, Call, Caller, Reply, answer_whole
+from brickyard.models.provider import NamespaceInfo
 from brickyard.workspace import Workspace
 
 AGENTS_DB = "agents.sqlite"
@@ -55,20 +58,21 @@ class Agents:
         """Save a spec; an existing agent gets a new version. Returns the version number."""
         return self.store.save(spec)
 
-    def model_for(self, spec: AgentSpec) -> Model:
-        return self._model(spec.endpoint or self.workspace.settings.defaults.chat)
+    def model_for(self, spec: AgentSpec, caller: Caller = ANONYMOUS) -> Model:
+        return self._model(spec.endpoint or self.workspace.settings.defaults.chat, caller)
 
-    def _model(self, name: str) -> Model:
+    def _model(self, name: str, caller: Caller = ANONYMOUS) -> Model:
         model = self.workspace.registry.get(name)
-        return self._wrap_model(name, model) if self._wrap_model else model
+        model = self._wrap_model(name, model) if self._wrap_model else model
+        return CallerModel(model, caller) if caller != ANONYMOUS else model
 
-    async def demos_for(self, spec: AgentSpec, text: str) -> list[Demo]:
+    async def demos_for(self, spec: AgentSpec, text: str, caller: Caller = ANONYMOUS) -> list[Demo]:
         """The demonstrations a run shows: none (zero-shot), or the `few_shot_k` examples most similar to `text`."""
         if spec.strategy is not Strategy.few_shot or not spec.examples:
             return []
         k = min(spec.few_shot_k, len(spec.examples))
         if k < len(spec.examples):
-            embedder = self._model(self.workspace.settings.defaults.embedding)
+            embedder = self._model(self.workspace.settings.defaults.embedding, caller)
             key = hashlib.sha256(json.dumps([e.input for e in spec.examples]).encode()).hexdigest()
             if key not in self._example_vectors:
                 vectors = (await embedder.embed([e.input for e in spec.examples])).vectors
@@ -80,13 +84,13 @@ class Agents:
             chosen = list(spec.examples)
         return [Demo(e.input, e.output if isinstance(e.output, str) else json.dumps(e.output)) for e in chosen]
 
-    async def run(self, name: str, text: str, *, version: int | None = None) -> AgentRun:
-        """Run the agent on one input; the trace is stored whatever happens."""
+    async def run(self, name: str, text: str, *, version: int | None = None, caller: Caller = ANONYMOUS) -> AgentRun:
+        """Run the agent on one input for `caller` (its key, budgets and limits); the trace is stored."""
         spec, number = self.store.get(name, version)
         trace = Trace(agent=name, version=number, input=text)
         started = time.perf_counter()
         try:
-            trace.output = await self._dispatch(spec, text, trace)
+            trace.output = await self._dispatch(spec, text, trace, caller)
         except BrickyardError as exc:
             trace.error = f"{type(exc).__name__}: {exc}"
             raise
@@ -115,12 +119,12 @@ class Agents:
         """Run a spec that need not be saved (the evaluator's candidates); calls are traced, nothing stored."""
         return await self._dispatch(spec, text, trace)
 
-    async def _dispatch(self, spec: AgentSpec, text: str, trace: Trace) -> Any:
-        model = TracingModel(self.model_for(spec), trace)
+    async def _dispatch(self, spec: AgentSpec, text: str, trace: Trace, caller: Caller = ANONYMOUS) -> Any:
+        model = TracingModel(self.model_for(spec, caller), trace)
         rules = spec.system_rules() or None
         if spec.kind is AgentKind.extract:
             assert spec.output_schema is not None
-            demos = [await self.demos_for(spec, text)]
+            demos = [await self.demos_for(spec, text, caller)]
             outcome = await extract([text], spec.output_schema, model, instructions=rules, progress=False, demos=demos)
             return _single(outcome.values, outcome.errors)
         if spec.kind is AgentKind.classify:
@@ -132,12 +136,12 @@ class Agents:
                 instructions=rules,
                 multilabel=spec.multilabel,
                 progress=False,
-                demos=[await self.demos_for(spec, text)],
+                demos=[await self.demos_for(spec, text, caller)],
                 reasoning=spec.strategy is Strategy.chain_of_thought,
             )
             return _single(outcome.values, outcome.errors)
         if spec.kind is AgentKind.transform:
-            shown = await self.demos_for(spec, text) if spec.strategy is Strategy.few_shot else None
+            shown = await self.demos_for(spec, text, caller) if spec.strategy is Strategy.few_shot else None
             return await transform(spec, text, model, demos=shown)
         if spec.kind is AgentKind.knowledge:
             return await self._knowledge(spec, text, model, trace)
@@ -204,18 +208,29 @@ class AgentModel(Model):
 
     supports_json_schema = False
 
-    def __init__(self, agents: Agents, name: str) -> None:
+    def __init__(self, agents: Agents, name: str, *, owns_agents: bool = False) -> None:
         self._agents = agents
+        self._owns = owns_agents
         self.agent = name
         self.name = f"agent:{name}"
-        agents.store.get(name)  # fail early, with the list of agents, when it does not exist
+        spec, _ = agents.store.get(name)  # fail early, with the list of agents, when it does not exist
+        self.knowledge = spec.kind is AgentKind.knowledge
+        """Answers carry citations (a knowledge assistant)."""
         self.max_concurrency = 4
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
+    async def aclose(self) -> None:
+        if self._owns:
+            self._agents.close()
+
+    async def handle(self, call: Call) -> Reply:
+        """A chat call runs the agent for the call's caller; a stream gets the answer whole."""
+        return await answer_whole(call, self.name, self._answer)
+
+    async def _answer(self, request: ChatRequest, caller: Caller) -> ChatResult:
         request.check_not_empty()
         users = [m for m in request.messages if m.get("role") == "user"]
         text = str(users[-1].get("content", "")) if users else request.prompt_text()
-        run = await self._agents.run(self.agent, text)
+        run = await self._agents.run(self.agent, text, caller=caller)
         output = run.output if isinstance(run.output, str) else json.dumps(run.output, ensure_ascii=False)
         return ChatResult(
             text=output,
@@ -227,3 +242,24 @@ class AgentModel(Model):
             endpoint=self.name,
             cost_usd=run.trace.cost_usd,
         )
+
+
+def _create_agent_model(name: str, host: Any) -> Model:
+    agents = Agents(host)
+    try:
+        return AgentModel(agents, name, owns_agents=True)
+    except UserError as exc:
+        agents.close()
+        raise UnknownEndpointError(str(exc)) from None
+
+
+def _agent_names(host: Any) -> list[str]:
+    agents = Agents(host)
+    try:
+        return agents.store.names()
+    finally:
+        agents.close()
+
+
+NAMESPACE = NamespaceInfo(prefix="agent", create=_create_agent_model, names=_agent_names, kind="agent")
+"""`agent:NAME` in the model registry: registered through the `brickyard.namespaces` entry point, as a plugin is."""

@@ -28,7 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from brickyard._errors import InvalidRequestError, MissingExtraError, UserError
+from brickyard._errors import (
+    InvalidRequestError,
+    MissingExtraError,
+    SQLQueryError,
+    SQLRefusedError,
+    SQLTimeoutError,
+    SQLToolError,
+    UserError,
+)
 from brickyard.agents.trace import Trace, TracingModel
 from brickyard.functions._rows import DATA_RULE, delimited
 from brickyard.models._types import ChatRequest, ChatResult
@@ -64,22 +72,6 @@ BLOCKED_PREFIXES = ("read_", "duckdb_", "pragma_", "parquet_", "sniff_", "glob",
 _SAMPLE_ROWS = 3
 _CELL_CHARS = 80
 _FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.DOTALL)
-
-
-class SQLToolError(UserError):
-    """The SQL tool could not answer: a refused, failing or slow query, or a missing table."""
-
-
-class SQLRefusedError(SQLToolError, InvalidRequestError):
-    """The query is not a single read-only SELECT over the allowed tables; nothing was executed."""
-
-
-class SQLQueryError(SQLToolError):
-    """DuckDB rejected the query (syntax, unknown column, permission) or it failed while running."""
-
-
-class SQLTimeoutError(SQLQueryError):
-    """The query ran longer than the tool's timeout and was interrupted."""
 
 
 class SQLRows(NamedTuple):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from brickyard.models._types import ChatRequest, ChatResult
+from brickyard.models._types import ChatResult
 from brickyard.models.base import Model, WrapperModel
+from brickyard.models.calls import Call, EmbedCall, Outcome, Reply, when_done
 
 
 @dataclass
@@ -72,23 +72,34 @@ class TracingModel(WrapperModel):
         self._trace = trace
         self._label = label or inner.name
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        step = self._trace.add(
-            "model", self._label, messages=len(request.messages), structured=request.json_schema is not None
-        )
+    async def handle(self, call: Call) -> Reply:
+        if isinstance(call, EmbedCall):
+            step = self._trace.add("model", self._label, texts=len(call.texts), embedding=True)
+        else:
+            request = call.request
+            step = self._trace.add(
+                "model", self._label, messages=len(request.messages), structured=request.json_schema is not None
+            )
         started = time.perf_counter()
         try:
-            result = await self.inner.complete(request)
+            reply = await self.inner.handle(call)
         except Exception as exc:
             step.error = f"{type(exc).__name__}: {exc}"
             step.latency_s = time.perf_counter() - started
             raise
-        step.latency_s = time.perf_counter() - started
-        step.input_tokens, step.output_tokens = result.usage.input_tokens, result.usage.output_tokens
-        step.cost_usd = result.cost_usd
-        step.detail.update(endpoint=result.endpoint, model=result.model, cached=result.cached, answer=result.text[:500])
-        return result
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
-        result = await self.complete(request)
-        yield result.text
+        def record(outcome: Outcome) -> None:
+            step.latency_s = time.perf_counter() - started
+            if outcome.error is not None:
+                step.error = f"{type(outcome.error).__name__}: {outcome.error}"
+            result = outcome.result
+            if result is None:
+                return
+            step.input_tokens, step.output_tokens = result.usage.input_tokens, result.usage.output_tokens
+            if isinstance(result, ChatResult):
+                step.cost_usd = result.cost_usd
+                step.detail.update(
+                    endpoint=result.endpoint, model=result.model, cached=result.cached, answer=result.text[:500]
+                )
+
+        return when_done(reply, record)

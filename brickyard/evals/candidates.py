@@ -12,12 +12,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from brickyard._errors import BrickyardError, UserError
+from brickyard._errors import BrickyardError, CostCapError, UserError
 from brickyard.agents.runner import Agents
 from brickyard.agents.spec import AgentKind, AgentSpec, Example, OptimizationState, Strategy
 from brickyard.agents.trace import Trace
 from brickyard.evals._types import Case
-from brickyard.models.costcap import CostCap, CostCapError
+from brickyard.models.budget import CostCap
 
 MAX_DEMO_POOL = 200
 """At most this many labelled dev cases are kept in a spec as the pool few-shot demonstrations come from."""

@@ -26,8 +26,9 @@ from brickyard.evals.scorers import Accuracy
 from brickyard.evals.stats import bootstrap_ci, paired_comparison
 from brickyard.functions import classify, label_map
 from brickyard.functions._rows import delimited
-from brickyard.models._types import ChatRequest, ChatResult, Usage
+from brickyard.models._types import ChatResult, Usage
 from brickyard.models.base import Model, WrapperModel
+from brickyard.models.calls import Call, ChatCall, EmbedCall, Outcome, Reply, when_done
 from brickyard.models.cascade import CascadeModel
 from brickyard.models.classifier import ClassifierWeights, train_classifier
 from brickyard.models.metering import Price
@@ -58,10 +59,17 @@ class _Recording(WrapperModel):
             setattr(self, attribute, getattr(like, attribute))
         self.results: dict[str, list[ChatResult]] = defaultdict(list)
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        result = await self.inner.complete(request)
-        self.results[str(request.messages[-1].get("content"))].append(result)
-        return result
+    async def handle(self, call: Call) -> Reply:
+        reply = await self.inner.handle(call)
+        if isinstance(call, EmbedCall):
+            return reply
+        key = str(call.request.messages[-1].get("content"))
+
+        def keep(outcome: Outcome) -> None:
+            if isinstance(outcome.result, ChatResult) and outcome.status == "ok":
+                self.results[key].append(outcome.result)
+
+        return when_done(reply, keep)
 
 
 async def answer_cases(
@@ -115,8 +123,10 @@ class _AsProxy(WrapperModel):
         super().__init__(cascade.proxy)
         self._cascade = cascade
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        return await self._cascade.ask_proxy(request)
+    async def handle(self, call: Call) -> Reply:
+        if not isinstance(call, ChatCall):
+            return await self.inner.handle(call)
+        return await self._cascade.ask_proxy(call.request, call.caller)
 
 
 # -- choosing the threshold -------------------------------------------------------------------------

@@ -27,9 +27,10 @@ from brickyard.evals.policy import Policy
 from brickyard.evals.report import record, write_cases, write_report
 from brickyard.evals.scorers import check_labels, default_scorers
 from brickyard.evals.sweep import HalvingPlan, Sweep, halving_saving, leaderboard
-from brickyard.models._types import ChatRequest, ChatResult, Usage, estimate_tokens
+from brickyard.models._types import ChatRequest, Usage, estimate_tokens
 from brickyard.models.base import Model, WrapperModel
-from brickyard.models.costcap import CostCap, CostCapModel
+from brickyard.models.budget import CostCap
+from brickyard.models.calls import Call, EmbedCall, Reply
 from brickyard.workspace import Workspace
 
 EVALS_DIR = "evals"
@@ -64,7 +65,7 @@ def scorers_for(
     if judge is not None:
         model = workspace.registry.get(judge)
         if cap is not None:
-            model = CostCapModel(model, cap, workspace.registry.price(judge), fix="raise --max-cost")
+            model = cap.bind(model, workspace.store)
         scorers += default_judges(spec.kind, model, guidelines=spec.guidelines, labelled=labelled)
     if not scorers:
         raise UserError(
@@ -126,7 +127,7 @@ async def evaluate(
     try:
         dataset = datasets.get(dataset_name, dataset_version)
         chosen_candidates = candidates_for(workspace, spec, dataset, candidates, k=k, variants=variants)
-        cap = CostCap(max_cost_usd) if max_cost_usd is not None else None
+        cap = CostCap(max_cost_usd, kind="sweep") if max_cost_usd is not None else None
         scorers = scorers_for(workspace, spec, dataset, judge, cap)
         sweep = Sweep(
             workspace,
@@ -184,8 +185,10 @@ class _Recorder(WrapperModel):
         super().__init__(inner)
         self._endpoint, self._sink = endpoint, sink
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        self._sink.append((self._endpoint, request))
+    async def handle(self, call: Call) -> Reply:
+        if isinstance(call, EmbedCall):  # picking demonstrations: embeddings are looked up for real
+            return await self.inner.handle(call)
+        self._sink.append((self._endpoint, call.request))
         raise _DryRun("dry run")
 
 
@@ -228,7 +231,7 @@ async def estimate(
                     "calls": len(requests),
                     "input_tokens": tokens_in,
                     "output_tokens": tokens_out,
-                    "usd": sum(price.estimate(r) for _, r in requests),
+                    "usd": price.cost(Usage(tokens_in, tokens_out)),
                 }
             )
         judges_calls, judge_usd = _judge_estimate(workspace, spec, dataset, judge, len(chosen))

@@ -27,7 +27,7 @@ from brickyard.evals.datasets import Dataset
 from brickyard.evals.policy import Policy, PolicyKind
 from brickyard.evals.stats import bootstrap_ci, paired_comparison, percentile
 from brickyard.models.base import Model
-from brickyard.models.costcap import CostCap, CostCapModel
+from brickyard.models.budget import CostCap
 from brickyard.workspace import Workspace
 
 
@@ -139,7 +139,7 @@ class Sweep:
         self.scorers = list(scorers)
         self.plan = plan or HalvingPlan()
         self.policy = policy or Policy()
-        self.cap = cap or (CostCap(max_cost_usd) if max_cost_usd is not None else None)
+        self.cap = cap or (CostCap(max_cost_usd, kind="sweep") if max_cost_usd is not None else None)
         """Shared with the judges when given, so `--max-cost` covers the whole evaluation."""
         self.concurrency = concurrency
         self.console = console
@@ -149,7 +149,7 @@ class Sweep:
         if cap is None:
             return None
         registry = self.workspace.registry
-        return lambda name, model: CostCapModel(model, cap, registry.price(name), fix="raise --max-cost")
+        return lambda name, model: cap.bind(model, registry.store)
 
     async def run(self) -> SweepResult:
         started = time.perf_counter()

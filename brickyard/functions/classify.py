@@ -129,7 +129,9 @@ def classify_requests(
 
 
 class AmbiguousPrefixError(MalformedResponseError):
-    """A one-token answer that starts more than one label (the row is asked again in full)."""
+    """Internal: a one-token answer that starts more than one label (the row is asked again in full)."""
+
+    retryable = False
 
 
 def parse_label(result: ChatResult, labels: Labels | str) -> str:
@@ -150,7 +152,7 @@ def parse_label(result: ChatResult, labels: Labels | str) -> str:
     mentioned = [label for label in mapping if label.lower() in cleaned.lower()]
     if len(mentioned) == 1:
         return mentioned[0]
-    raise MalformedResponseError(f"answer {answer[:80]!r} is not one of the labels {list(mapping)}")
+    raise MalformedResponseError(f"answer {answer[:80]!r} is not one of the labels {list(mapping)}", retryable=False)
 
 
 def parse_labels(result: ChatResult, labels: Labels | str) -> list[str]:
@@ -167,7 +169,7 @@ def parse_labels(result: ChatResult, labels: Labels | str) -> list[str]:
     chosen = {str(item).strip().lower() for item in raw if item is not None}
     unknown = chosen - {label.lower() for label in mapping}
     if unknown:
-        raise MalformedResponseError(f"answer names labels outside the set: {sorted(unknown)}")
+        raise MalformedResponseError(f"answer names labels outside the set: {sorted(unknown)}", retryable=False)
     return [label for label in mapping if label.lower() in chosen]
 
 

@@ -69,7 +69,7 @@ async def extract(
 
     def parse(result: ChatResult) -> dict[str, Any]:
         if not isinstance(result.json, dict):
-            raise MalformedResponseError("the answer is not a JSON object")
+            raise MalformedResponseError("the answer is not a JSON object", retryable=False)
         if names is None:
             return result.json
         values = {}

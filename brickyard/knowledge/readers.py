@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brickyard._errors import MissingExtraError, UserError
+from brickyard._errors import DocumentError, MissingExtraError, UnsupportedFormatError
 
 
 @dataclass(frozen=True)
@@ -38,18 +38,6 @@ class Document:
     text: str
     sections: list[Section]
     metadata: dict[str, Any] = field(default_factory=dict)
-
-
-class DocumentError(UserError):
-    """A file that cannot be read into a document; `reason` says why."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path, self.reason = str(path), reason
-        super().__init__(f"{path}: {reason}")
-
-
-class UnsupportedFormatError(DocumentError):
-    """The file's suffix has no reader."""
 
 
 def _clean(text: str) -> str:

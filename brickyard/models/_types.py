@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from brickyard._errors import InvalidRequestError
 
 Message = dict[str, Any]
+MAX_OUTPUT_TOKENS = 1_048_576
+"""The largest `max_tokens` accepted (no model produces more in one answer)."""
 ReasoningEffort = Literal["minimal", "low", "medium", "high"]
 
 
@@ -26,7 +28,7 @@ class ChatRequest(BaseModel):
 
     messages: list[Message]
     temperature: float | None = None
-    max_tokens: int | None = Field(default=None, gt=0)
+    max_tokens: int | None = Field(default=None, gt=0, le=MAX_OUTPUT_TOKENS)
     stop: list[str] | None = None
     seed: int | None = None
     json_schema: dict[str, Any] | None = None
@@ -171,6 +173,7 @@ class EmbeddingResult:
     model: str
     usage: Usage = field(default_factory=Usage)
     latency_s: float = 0.0
+    cached: bool = False
 
 
 def estimate_tokens(text: str) -> int:

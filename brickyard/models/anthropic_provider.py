@@ -114,7 +114,7 @@ class AnthropicModel(Model):
         """The SDK client of the running event loop."""
         return self._clients.get()
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
+    async def _complete(self, request: ChatRequest) -> ChatResult:
         request.check_not_empty()
         params = self._params(request)
         started = time.perf_counter()
@@ -135,21 +135,28 @@ class AnthropicModel(Model):
             ) from None
         return self._result(data, request, latency)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
-        """Yield text deltas; a JSON-schema request is answered whole (its JSON arrives as tool input)."""
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
+        """Yield text deltas, then the usage; a JSON-schema request is answered whole (its JSON is tool input)."""
         if request.json_schema is not None:
-            result = await self.complete(request)
+            result = await self._complete(request)
             yield result.text
+            yield result.usage
             return
         request.check_not_empty()
         params = self._params(request)
         stopped = False
         events = None
+        input_tokens = output_tokens = None
         try:
             events = await self._client.messages.create(stream=True, **params)
             async for event in events:
                 kind = getattr(event, "type", None)
-                if kind == "content_block_delta":
+                if kind == "message_start":
+                    usage = getattr(getattr(event, "message", None), "usage", None)
+                    input_tokens = getattr(usage, "input_tokens", None)
+                elif kind == "message_delta":
+                    output_tokens = getattr(getattr(event, "usage", None), "output_tokens", output_tokens)
+                elif kind == "content_block_delta":
                     delta = getattr(event, "delta", None)
                     text = getattr(delta, "text", None)
                     if getattr(delta, "type", None) == "text_delta" and text:
@@ -166,6 +173,8 @@ class AnthropicModel(Model):
                 await events.close()
         if not stopped:
             raise MalformedResponseError("the stream ended before `message_stop`", endpoint=self.endpoint)
+        if isinstance(input_tokens, int) and isinstance(output_tokens, int):
+            yield Usage(input_tokens, output_tokens)
 
     async def aclose(self) -> None:
         client = self._clients.pop_current()

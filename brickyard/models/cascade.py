@@ -20,6 +20,7 @@ from brickyard._errors import UserError
 from brickyard.config import Confidence
 from brickyard.models._types import ChatRequest, ChatResult, TokenLogprob
 from brickyard.models.base import Model, WrapperModel
+from brickyard.models.calls import ANONYMOUS, Call, Caller, ChatCall, Reply, answer_whole
 
 _GBNF_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"')
 _DATA = re.compile(r"<text>\n?(.*?)\n?</text>", re.DOTALL)
@@ -151,17 +152,23 @@ class ConfidenceModel(WrapperModel):
             raise UserError("a confidence from samples needs at least 2 samples. Fix: samples = 5")
         self.method, self.samples, self.top = Confidence(method), samples, top
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
+    async def handle(self, call: Call) -> Reply:
+        if not isinstance(call, ChatCall):
+            return await self.inner.handle(call)
+        return await self.answer(call.request, call.caller)
+
+    async def answer(self, request: ChatRequest, caller: Caller = ANONYMOUS) -> ChatResult:
+        """The inner model's answer with its confidence; sampled calls are made for the same caller."""
         wants_logprobs = self.method in (Confidence.auto, Confidence.logprobs) and self.inner.supports_logprobs
         ask = request
         if wants_logprobs and not (request.logprobs and (request.top_logprobs or 0) >= self.top):
             ask = request.model_copy(update={"logprobs": True, "top_logprobs": self.top})
-        result = await self.inner.complete(ask)
+        result = await self.inner.complete(ask, caller=caller)
         methods: dict[Confidence, Callable[[], Coroutine[Any, Any, tuple[float | None, float]]]] = {
             Confidence.score: lambda: self._score(result),
             Confidence.logprobs: lambda: self._logprobs(request, result),
-            Confidence.samples: lambda: self._agreement(request, result),
-            Confidence.auto: lambda: self._auto(request, result),
+            Confidence.samples: lambda: self._agreement(request, result, caller),
+            Confidence.auto: lambda: self._auto(request, result, caller),
         }
         confidence, extra_cost = await methods[self.method]()
         return dataclasses.replace(result, confidence=confidence, cost_usd=result.cost_usd + extra_cost)
@@ -173,21 +180,25 @@ class ConfidenceModel(WrapperModel):
         labels = request_labels(request)
         return (label_confidence(result, labels) if labels else sequence_confidence(result)), 0.0
 
-    async def _auto(self, request: ChatRequest, result: ChatResult) -> tuple[float | None, float]:
+    async def _auto(self, request: ChatRequest, result: ChatResult, caller: Caller) -> tuple[float | None, float]:
         if result.confidence is not None:
             return result.confidence, 0.0
         confidence, _ = await self._logprobs(request, result)
         if confidence is not None:
             return confidence, 0.0
-        return await self._agreement(request, result)
+        return await self._agreement(request, result, caller)
 
-    async def _agreement(self, request: ChatRequest, result: ChatResult) -> tuple[float | None, float]:
+    async def _agreement(
+        self, request: ChatRequest, result: ChatResult, caller: Caller = ANONYMOUS
+    ) -> tuple[float | None, float]:
         """The share of sampled answers (temperature 1, seeds 1..n) that agree with `result`; failures disagree."""
         labels = request_labels(request)
         answer = _answer_key(result, labels)
         update = {"temperature": 1.0, "logprobs": False, "top_logprobs": None}
         samples = [request.model_copy(update={**update, "seed": seed}) for seed in range(1, self.samples + 1)]
-        answers = await asyncio.gather(*(self.inner.complete(s) for s in samples), return_exceptions=True)
+        answers = await asyncio.gather(
+            *(self.inner.complete(s, caller=caller) for s in samples), return_exceptions=True
+        )
         done = [a for a in answers if isinstance(a, ChatResult)]
         agree = sum(1 for a in done if _answer_key(a, labels) == answer)
         return agree / len(samples), sum(a.cost_usd for a in done)
@@ -238,13 +249,13 @@ class CascadeModel(Model):
         windows = [w for w in (proxy.context_window, strong.context_window) if w]
         self.context_window = min(windows) if windows else None
 
-    async def ask_proxy(self, request: ChatRequest) -> ChatResult:
+    async def ask_proxy(self, request: ChatRequest, caller: Caller = ANONYMOUS) -> ChatResult:
         """The proxy's answer with its confidence (a label grammar sent as a JSON enum if the proxy needs it)."""
         labels = request_labels(request)
         if "grammar" not in request.extra or labels is None or self.proxy.supports_grammar:
-            return await self.proxy.complete(request)
+            return await self.proxy.answer(request, caller)
         if not self.proxy.supports_json_schema:
-            return await self.proxy.complete(request)
+            return await self.proxy.answer(request, caller)
         extra = {k: v for k, v in request.extra.items() if k != "grammar"}
         room = max(len(label) for label in labels) + 32
         asked = request.model_copy(
@@ -255,23 +266,27 @@ class CascadeModel(Model):
                 "max_tokens": max(request.max_tokens or 0, room),
             }
         )
-        result = await self.proxy.complete(asked)
+        result = await self.proxy.answer(asked, caller)
         label = answer_label(result, labels)
         if label is None:
             return result
         return dataclasses.replace(result, text=label, json=None, finish_reason="stop")
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
+    async def handle(self, call: Call) -> Reply:
+        """Chat calls are cascaded; a stream gets the cascaded answer whole; embeddings are refused."""
+        return await answer_whole(call, self.name, self.answer)
+
+    async def answer(self, request: ChatRequest, caller: Caller = ANONYMOUS) -> ChatResult:
         first: ChatResult | None
         try:
-            first = await self.ask_proxy(request)
+            first = await self.ask_proxy(request, caller)
         except Exception:  # a proxy that cannot answer defers the row; the strong model's error is the row's
             first = None
         if first is not None and first.confidence is not None and first.confidence >= self.threshold:
             labels = request_labels(request)
             if labels is None or answer_label(first, labels) is not None:  # a sure answer that names no label defers
                 return dataclasses.replace(first, endpoint=first.endpoint or self.proxy.name)
-        second = await self.strong.complete(request)
+        second = await self.strong.complete(request, caller=caller)
         return dataclasses.replace(
             second,
             endpoint=second.endpoint or self.strong.name,

@@ -213,7 +213,7 @@ class ClassifierModel(Model):
             )
         return [known[label.lower()] for label in asked]
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
+    async def _complete(self, request: ChatRequest) -> ChatResult:
         started = time.perf_counter()
         request.check_not_empty()
         columns = self._columns(request)

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 from brickyard._errors import GuardrailError
 from brickyard.config import GuardrailsConfig, PiiAction
 from brickyard.models import _pii
-from brickyard.models._types import ChatRequest, ChatResult, EmbeddingResult, Message
+from brickyard.models._types import ChatRequest, ChatResult, Message
 from brickyard.models.base import Model, WrapperModel
+from brickyard.models.calls import Call, ChatStream, EmbedCall, Reply, with_request
 
 Scan = Callable[[str], list[_pii.Finding]]
 
@@ -139,40 +139,19 @@ class GuardrailModel(WrapperModel):
         super().__init__(inner)
         self.guard = Guard(config, endpoint=endpoint)
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        result = await self.inner.complete(self.guard.check_request(request))
-        return self.guard.check_result(result)
-
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
-        request = self.guard.check_request(request)
-        if not self.guard.checks_output:
-            async with closing_stream(self.inner.stream(request)) as pieces:
-                async for piece in pieces:
-                    yield piece
-            return
-        flt = self.guard.stream_filter()
-        async with closing_stream(self.inner.stream(request)) as pieces:
-            async for piece in pieces:
-                out = flt.feed(piece)
-                if out:
-                    yield out
-        rest = flt.end()
-        if rest:
-            yield rest
-
-    async def embed(self, texts: list[str]) -> EmbeddingResult:
-        return await self.inner.embed([self.guard.apply(t, "input") for t in texts])
-
-
-@asynccontextmanager
-async def closing_stream(stream: AsyncIterator[str]) -> AsyncIterator[AsyncIterator[str]]:
-    """Close an inner stream when the block ends early (error, block, client gone), so its layers finish."""
-    try:
-        yield stream
-    finally:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
+    async def handle(self, call: Call) -> Reply:
+        if isinstance(call, EmbedCall):
+            texts = tuple(self.guard.apply(t, "input") for t in call.texts)
+            return await self.inner.handle(dataclasses.replace(call, texts=texts))
+        reply = await self.inner.handle(with_request(call, self.guard.check_request(call.request)))
+        if isinstance(reply, ChatStream):
+            if self.guard.checks_output:
+                flt = self.guard.stream_filter()
+                reply.map_pieces(flt.feed, flt.end)
+            return reply
+        if isinstance(reply, ChatResult):
+            return self.guard.check_result(reply)
+        return reply
 
 
 def _map_message(message: Message, fn: Callable[[str], str]) -> Message:

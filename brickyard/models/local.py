@@ -112,7 +112,7 @@ class LocalModel(Model):
         except ValueError as exc:  # llama.cpp refuses e.g. a JSON schema it cannot turn into a grammar
             raise InvalidRequestError(f"{self.name}: {exc}. Fix: correct the JSON schema or grammar") from exc
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
+    async def _complete(self, request: ChatRequest) -> ChatResult:
         request.check_not_empty()
         body = self.payload(request)
         started = time.perf_counter()
@@ -156,7 +156,7 @@ class LocalModel(Model):
             return InvalidRequestError(f"{self.name}: {message}")
         return ProviderError(message, endpoint=self.endpoint or self.name, status=error.get("code"))
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
         request.check_not_empty()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -176,6 +176,7 @@ class LocalModel(Model):
                 loop.call_soon_threadsafe(queue.put_nowait, done)
 
         future = loop.run_in_executor(self._executor, run)
+        usage: Usage | None = None
         while (item := await queue.get()) is not done:
             if isinstance(item, Exception):
                 raise item
@@ -185,7 +186,12 @@ class LocalModel(Model):
                 piece = (choice.get("delta") or {}).get("content")
                 if piece:
                     yield piece
+            counts = item.get("usage") if isinstance(item, dict) else None
+            if isinstance(counts, dict) and counts.get("completion_tokens") is not None:
+                usage = Usage(int(counts.get("prompt_tokens") or 0), int(counts["completion_tokens"]))
         await future
+        if usage is not None:
+            yield usage
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -214,14 +220,14 @@ class LocalEmbedder(Model):
             vectors = self._model.encode(texts, is_query)
         return [list(map(float, v)) for v in vectors.reshape(len(texts), -1)]
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
+    async def _complete(self, request: ChatRequest) -> ChatResult:
         raise InvalidRequestError(f"{self.name} is an embedding model. Fix: use a chat endpoint such as `smollm2`")
 
-    async def embed(self, texts: list[str], *, is_query: bool = False) -> EmbeddingResult:
+    async def _embed(self, texts: list[str]) -> EmbeddingResult:
         if not texts:
             return EmbeddingResult(vectors=[], model=self.name)
         started = time.perf_counter()
-        vectors = await asyncio.to_thread(self._encode, texts, is_query)
+        vectors = await asyncio.to_thread(self._encode, texts, self._kind == "query")
         usage = Usage(sum(estimate_tokens(t) for t in texts), 0, estimated=True)
         return EmbeddingResult(vectors=vectors, model=self.name, usage=usage, latency_s=time.perf_counter() - started)
 
@@ -240,7 +246,9 @@ def parse_json_answer(text: str, finish_reason: str | None, where: str) -> Any:
             if finish_reason == "length"
             else "the model did not produce valid JSON. Fix: simplify the schema or use a stronger model"
         )
-        raise MalformedResponseError(f"structured answer is not valid JSON ({exc}); {hint}", endpoint=where) from exc
+        raise MalformedResponseError(
+            f"structured answer is not valid JSON ({exc}); {hint}", endpoint=where, retryable=False
+        ) from exc
 
 
 def _logprobs(raw: Any) -> list[TokenLogprob] | None:

@@ -157,7 +157,7 @@ class OpenAIModel(Model):
         return params
 
     # -- calls ----------------------------------------------------------------------------------
-    async def complete(self, request: ChatRequest) -> ChatResult:
+    async def _complete(self, request: ChatRequest) -> ChatResult:
         request.check_not_empty()
         started = time.perf_counter()
         try:
@@ -233,24 +233,46 @@ class OpenAIModel(Model):
             tool_calls=tool_calls or None,
         )
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
+    async def _stream(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
+        """Text deltas, then the usage the upstream reported. An upstream that ignores `stream: true` and
+        answers one JSON completion is read as that completion (never as an empty stream)."""
         request.check_not_empty()
         if self._use_responses:
-            result = await self.complete(request)
+            result = await self._complete(request)
             yield result.text
+            yield result.usage
             return
         try:
-            chunks = await self._client.chat.completions.create(**self.chat_params(request, stream=True))
+            raw = await self._client.chat.completions.with_raw_response.create(**self.chat_params(request, stream=True))
+            content_type = raw.headers.get("content-type", "")
+            if "text/event-stream" not in content_type:
+                body = await raw.http_response.aread()
+                try:
+                    completion = json.loads(body)
+                except ValueError:
+                    raise MalformedResponseError(
+                        f"a stream was asked for and the answer is {content_type or 'untyped'}, neither events nor "
+                        "JSON",
+                        endpoint=self.endpoint,
+                    ) from None
+                whole = self._from_chat(request, completion, 0.0)
+                if whole.text:
+                    yield whole.text
+                yield whole.usage
+                return
+            chunks = raw.parse()
             async for chunk in chunks:
                 for choice in chunk.choices or []:
                     if choice.delta and choice.delta.content:
                         yield choice.delta.content
+                if chunk.usage is not None:
+                    yield Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
         except BrickyardError:
             raise
         except Exception as exc:
             raise self._map_error(exc) from None
 
-    async def embed(self, texts: list[str]) -> EmbeddingResult:
+    async def _embed(self, texts: list[str]) -> EmbeddingResult:
         started = time.perf_counter()
         try:
             response = await self._client.embeddings.create(model=self.model, input=texts)

@@ -8,18 +8,19 @@ credential (`authorization`, `api_key`, ...) are dropped. Long payloads are cut 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from brickyard.models._scrub import scrub
-from brickyard.models._types import ChatRequest, ChatResult, EmbeddingResult, estimate_tokens
+from brickyard.models._types import ChatRequest, ChatResult, EmbeddingResult
 from brickyard.models.base import Model, WrapperModel
-from brickyard.models.caller import current_caller
-from brickyard.models.guardrails import Guard, closing_stream
+from brickyard.models.calls import Call, EmbedCall, Outcome, Reply, when_done
+from brickyard.models.guardrails import Guard
 from brickyard.store.payloads import PayloadLog
 
 _SECRET_NAMES = re.compile(r"authorization|api[-_]?key|secret|password|token|cookie", re.IGNORECASE)
@@ -44,69 +45,46 @@ class PayloadLogModel(WrapperModel):
         self._secrets = [s for s in secrets if s]
         self._max = log.config.max_chars
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        started, caller = time.time(), current_caller()
+    async def handle(self, call: Call) -> Reply:
+        started = time.time()
         try:
-            result = await self.inner.complete(request)
+            reply = await self.inner.handle(call)
         except BaseException as exc:
-            self._write(started, caller, "chat", request=request, exc=exc)
+            self._write(started, call, exc=exc)
             raise
-        self._write(started, caller, "chat", request=request, result=result)
-        return result
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
-        started, caller = time.time(), current_caller()
-        pieces: list[str] = []
-        try:
-            async with closing_stream(self.inner.stream(request)) as stream:
-                async for piece in stream:
-                    pieces.append(piece)
-                    yield piece
-        except BaseException as exc:  # failed, or the client went away (cancelled): log what was sent
-            self._write(started, caller, "stream", request=request, exc=exc, text="".join(pieces))
-            raise
-        self._write(started, caller, "stream", request=request, text="".join(pieces))
+        def write(outcome: Outcome) -> None:
+            self._write(started, call, outcome=outcome)
 
-    async def embed(self, texts: list[str]) -> EmbeddingResult:
-        started, caller = time.time(), current_caller()
-        try:
-            result = await self.inner.embed(texts)
-        except BaseException as exc:
-            self._write(started, caller, "embed", texts=texts, exc=exc)
-            raise
-        self._write(started, caller, "embed", texts=texts, embedding=result)
-        return result
+        return when_done(reply, write)
 
     # -- the record -------------------------------------------------------------------------------
     def _write(
-        self,
-        started: float,
-        caller: str | None,
-        kind: str,
-        *,
-        request: ChatRequest | None = None,
-        texts: list[str] | None = None,
-        result: ChatResult | None = None,
-        embedding: EmbeddingResult | None = None,
-        text: str | None = None,
-        exc: BaseException | None = None,
+        self, started: float, call: Call, *, outcome: Outcome | None = None, exc: BaseException | None = None
     ) -> None:
         record: dict[str, Any] = {
             "id": uuid.uuid4().hex,
             "ts": started,
             "endpoint": self._endpoint,
-            "key": caller,
-            "kind": kind,
+            "key": call.caller.key,
+            "kind": call.kind,
             "latency_s": round(time.time() - started, 6),
             "status": "ok",
         }
+        if call.caller.query:
+            record["query"] = call.caller.query
+        request = None if isinstance(call, EmbedCall) else call.request
         if request is not None:
             messages = self._guard.redact_messages(request.messages) if self._guard else request.messages
             record["request"] = messages
             record["params"] = _params(request)
-            record["tag"] = request.tag
-        if texts is not None:
+            record["tag"] = call.tag
+        else:
+            texts = list(call.texts)  # type: ignore[union-attr]
             record["request"] = [self._guard.redact(t, "input") for t in texts] if self._guard else texts
+        result = outcome.result if outcome is not None else None
+        if outcome is not None and outcome.status != "ok":
+            exc = outcome.error if outcome.error is not None else asyncio.CancelledError()
         if exc is not None:
             cancelled = not isinstance(exc, Exception)
             record["status"] = "cancelled" if cancelled else "error"
@@ -115,7 +93,7 @@ class PayloadLogModel(WrapperModel):
             if self._guard is not None:  # an upstream error may quote the prompt or the answer
                 error = self._guard.redact(self._guard.redact(error, "input"), "output")
             record["error"] = error
-        if result is not None:
+        if isinstance(result, ChatResult):
             record.update(
                 served_by=result.endpoint or None,
                 model=result.model,
@@ -128,15 +106,10 @@ class PayloadLogModel(WrapperModel):
             )
             if result.json is not None or result.tool_calls:
                 record["response"] = {"json": result.json, "tool_calls": result.tool_calls}
-        if text is not None:
-            record["response_text"] = text
-            record["output_tokens"] = estimate_tokens(text)
-            if request is not None:
-                record["input_tokens"] = estimate_tokens(request.prompt_text())
-        if embedding is not None:
-            record.update(model=embedding.model, input_tokens=embedding.usage.input_tokens)
-            dims = len(embedding.vectors[0]) if embedding.vectors else 0
-            record["response"] = {"vectors": len(embedding.vectors), "dimensions": dims}
+        if isinstance(result, EmbeddingResult):
+            record.update(model=result.model, input_tokens=result.usage.input_tokens)
+            dims = len(result.vectors[0]) if result.vectors else 0
+            record["response"] = {"vectors": len(result.vectors), "dimensions": dims}
         self._log.write(self._finish(record))
 
     def _finish(self, record: dict[str, Any]) -> dict[str, Any]:

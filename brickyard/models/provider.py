@@ -37,3 +37,15 @@ class ProviderInfo:
     description: str = ""
     is_ready: Callable[[ProviderSpec], str | None] = field(default=lambda spec: None)
     """Returns None when the model can be used now, else the reason it cannot (e.g. not pulled)."""
+
+
+@dataclass(frozen=True)
+class NamespaceInfo:
+    """Names a package serves under a prefix (`agent:NAME`), registered through the `brickyard.namespaces` entry
+    points the way a provider is. `create(name, host)` builds the model for `prefix:name` (raising a `UserError`
+    when it does not exist), `names(host)` lists what is there; `host` is the workspace the registry belongs to."""
+
+    prefix: str
+    create: Callable[[str, Any], Model]
+    names: Callable[[Any], list[str]]
+    kind: str = ""

@@ -7,27 +7,63 @@ Model ids are `provider:name`, parsed here and only here. Providers come from th
 from __future__ import annotations
 
 import difflib
+import enum
 import importlib.metadata
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from brickyard._errors import MissingKeyError, UnknownEndpointError, UserError
 from brickyard.config import EndpointConfig, Settings
 from brickyard.models.base import Model
+from brickyard.models.budget import BudgetedModel, Budgets, Price
 from brickyard.models.cache import CachedModel
 from brickyard.models.cascade import CascadeModel
 from brickyard.models.guardrails import GuardrailModel
-from brickyard.models.limits import LimitedModel, PacedModel
-from brickyard.models.metering import BudgetBook, BudgetedModel, MeteredModel, Price
+from brickyard.models.limits import CallerRateModel, LimitedModel, OutputDefaultModel, PacedModel, RateLimiter
+from brickyard.models.metering import MeteredModel
 from brickyard.models.payloads import PayloadLogModel
-from brickyard.models.provider import ProviderInfo, ProviderSpec
+from brickyard.models.provider import NamespaceInfo, ProviderInfo, ProviderSpec
 from brickyard.models.retry import RetryModel
 from brickyard.models.routing import FallbackModel, SplitModel
 from brickyard.store.base import Store
 from brickyard.store.payloads import PayloadLog
 
 ENTRY_POINT_GROUP = "brickyard.providers"
+NAMESPACE_GROUP = "brickyard.namespaces"
+
+
+class Surface(enum.Enum):
+    """Who asks for a name. `local` (the CLI, Python, in-process SQL) may name anything, model ids included;
+    `served` (HTTP, the SQL API) only what brickyard.toml defines and registered namespaces (`agent:NAME`):
+    a `function:` id would import and call any module, an `openai:` id would run unpriced."""
+
+    local = "local"
+    served = "served"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved name: the model stack to call, its canonical name, price and kind."""
+
+    name: str
+    canonical: str
+    model: Model
+    price: Price
+    kind: str
+    """`endpoint`, `alias`, `model` (a `provider:name` id) or a namespace's kind (`agent`)."""
+
+    @property
+    def namespaced(self) -> bool:
+        """A namespace's model (an agent): called whole, with no model parameters."""
+        return self.kind not in ("endpoint", "alias", "model")
+
+    @property
+    def knowledge(self) -> bool:
+        """Answers carry citations (a knowledge assistant agent)."""
+        return bool(getattr(self.model, "knowledge", False))
 
 
 def parse_model_id(model_id: str) -> tuple[str, str]:
@@ -36,6 +72,16 @@ def parse_model_id(model_id: str) -> tuple[str, str]:
     if not sep or not provider or not name:
         raise UserError(f"`{model_id}` is not a model id. Fix: write it as `provider:name`, e.g. `openai:gpt-5-mini`")
     return provider, name
+
+
+def discover_namespaces() -> dict[str, NamespaceInfo]:
+    """Every namespace registered under the `brickyard.namespaces` entry point group."""
+    found: dict[str, NamespaceInfo] = {}
+    for entry in importlib.metadata.entry_points(group=NAMESPACE_GROUP):
+        info = entry.load()
+        if isinstance(info, NamespaceInfo):
+            found[info.prefix] = info
+    return found
 
 
 def discover_providers() -> dict[str, ProviderInfo]:
@@ -76,7 +122,11 @@ class Registry:
         """Where every call made through `get` is logged (request and response); None: not logged."""
         self._prebuilt: dict[str, Model] = {}
         self._extra_configs: dict[str, EndpointConfig] = {}
-        self.budgets = BudgetBook(store, settings.budgets)
+        self.budgets = Budgets(store, settings.budgets)
+        self.host: Any = None
+        """What namespaces build their models from (the workspace); set by the workspace."""
+        self._namespaces: dict[str, NamespaceInfo] | None = None
+        self._namespaced: dict[str, Model] = {}
         self.gateway_base_url: str | None = None
         """When set, a name that is not configured here is an endpoint of this OpenAI-compatible gateway."""
         self.gateway_key_env: str | None = None
@@ -87,6 +137,42 @@ class Registry:
         if self._providers is None:
             self._providers = discover_providers()
         return self._providers
+
+    @property
+    def namespaces(self) -> dict[str, NamespaceInfo]:
+        if self._namespaces is None:
+            self._namespaces = discover_namespaces()
+        return self._namespaces
+
+    def resolve(self, name: str, surface: Surface = Surface.local) -> Target:
+        """The one place a name becomes a model: an endpoint, an alias, `provider:model` (local surfaces only)
+        or a registered namespace (`agent:NAME`)."""
+        prefix, sep, rest = name.partition(":")
+        namespace = self.namespaces.get(prefix) if sep else None
+        if namespace is not None:
+            model = self._namespaced.get(name)
+            if model is None:
+                model = self._namespaced[name] = namespace.create(rest, self.host)
+            return Target(name, name, model, Price(), namespace.kind or prefix)
+        canonical = self.canonical(name)
+        configured = canonical in self.endpoint_names()
+        if surface is Surface.served and not configured:
+            known = ", ".join(sorted({*self.endpoint_names(), *self.settings.aliases})) or "none"
+            hint = "model ids (`provider:name`) are not served; " if ":" in canonical else ""
+            raise UnknownEndpointError(
+                f"`{name}` is not an endpoint of this server; {hint}Fix: name an endpoint, an alias or agent:NAME "
+                f"(endpoints: {known})"
+            )
+        kind = "alias" if name in self.settings.aliases else ("endpoint" if configured else "model")
+        return Target(name, canonical, self.get(canonical), self.price(canonical), kind)
+
+    def served_names(self) -> list[tuple[str, str]]:
+        """Every name a `served` surface may resolve, with its kind (endpoint, alias, or a namespace's kind)."""
+        out = [(n, "endpoint") for n in self.endpoint_names()]
+        out += [(a, "alias") for a in sorted(self.settings.aliases)]
+        for prefix, namespace in sorted(self.namespaces.items()):
+            out += [(f"{prefix}:{n}", namespace.kind or prefix) for n in namespace.names(self.host)]
+        return out
 
     def endpoint_names(self) -> list[str]:
         return sorted({*self.settings.endpoints, *self._extra_configs})
@@ -153,7 +239,8 @@ class Registry:
             if self.payloads is not None:  # logged once, as the endpoint asked for (not again per fallback)
                 guard = model.guard if isinstance(model, GuardrailModel) else None
                 model = PayloadLogModel(model, self.payloads, endpoint=name, guard=guard, secrets=self._secrets())
-            self._served[name] = model
+            # The caller's (API key's) requests and tokens per minute: checked once per call, before anything.
+            self._served[name] = CallerRateModel(model, self.store)
         return self._served[name]
 
     def _get(self, name: str, building: tuple[str, ...]) -> Model:
@@ -180,10 +267,11 @@ class Registry:
             return CascadeModel(proxy, strong, c.threshold, name=name, confidence=c.confidence, samples=c.samples)
         price = Price(config.price_input_per_1m, config.price_output_per_1m)
         model: Model = self._prebuilt.get(name) or self._provider_model(name, config)
-        if config.rpm or config.tpm:
-            model = PacedModel(model, rpm=config.rpm, tpm=config.tpm)
+        if config.rpm or config.tpm:  # shared by every process using the store
+            model = PacedModel(model, RateLimiter(self.store, f"endpoint:{name}", rpm=config.rpm, tpm=config.tpm))
         model = RetryModel(model, max_retries=config.max_retries)
-        model = BudgetedModel(model, self.budgets, endpoint=name, price=price)
+        # One reservation per call at this endpoint's price (a fallback endpoint reserves at its own).
+        model = BudgetedModel(model, self.budgets, endpoint=name, price=price, default_max_tokens=config.max_tokens)
         if config.cache and self.cache_enabled:
             model = CachedModel(model, self.store, endpoint=name)
         model = MeteredModel(model, self.store, endpoint=name, price=price)
@@ -193,6 +281,8 @@ class Registry:
         model = LimitedModel(model, max_concurrency=config.max_concurrency)
         if config.fallbacks:
             model = FallbackModel([model, *(self._get(f, building) for f in config.fallbacks)], name=name)
+        if config.max_tokens:  # outermost: the cache key, the budget and the upstream (fallbacks too) see it
+            model = OutputDefaultModel(model, config.max_tokens)
         return model
 
     def spec_for(self, name: str, config: EndpointConfig) -> tuple[ProviderInfo, ProviderSpec]:
@@ -255,10 +345,11 @@ class Registry:
         return info.is_ready(spec)
 
     async def aclose(self) -> None:
-        for model in self._models.values():
+        for model in [*self._models.values(), *self._namespaced.values()]:
             await model.aclose()
         self._models.clear()
         self._served.clear()
+        self._namespaced.clear()
 
     def _secrets(self) -> list[str]:
         """The values of every key variable the endpoints and providers read: never written to payload logs."""

@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from brickyard._errors import ProviderError
-from brickyard.models._types import ChatRequest, ChatResult, EmbeddingResult
 from brickyard.models.base import Model, WrapperModel
+from brickyard.models.calls import Call, Reply
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -49,14 +49,9 @@ class RetryModel(WrapperModel):
             reraise=True,
         )
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
+    async def handle(self, call: Call) -> Reply:
+        """Every kind is retried alike; a stream only until its first piece (after that, text was sent)."""
         async for attempt in self._retrying():
             with attempt:
-                return await self.inner.complete(request)
-        raise AssertionError("unreachable: tenacity reraises the last error")
-
-    async def embed(self, texts: list[str]) -> EmbeddingResult:
-        async for attempt in self._retrying():
-            with attempt:
-                return await self.inner.embed(texts)
+                return await self.inner.handle(call)
         raise AssertionError("unreachable: tenacity reraises the last error")

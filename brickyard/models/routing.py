@@ -1,71 +1,42 @@
-"""Fallbacks to the next endpoint after retries fail, and weighted traffic splits."""
+"""Fallbacks to the next endpoint after retries fail (or a budget refuses), and weighted traffic splits."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
-from brickyard._errors import ProviderError
-from brickyard.models._types import ChatRequest, ChatResult, EmbeddingResult
-from brickyard.models.base import Model
-
-T = TypeVar("T")
+from brickyard._errors import BudgetExceededError, ProviderError
+from brickyard.models.base import Capabilities, Model, copy_capabilities
+from brickyard.models.calls import Call, Reply
 
 
 def _falls_through(exc: BaseException) -> bool:
-    return isinstance(exc, ProviderError) and exc.retryable
+    """429, 5xx, timeouts and malformed answers (after that endpoint's retries), and budget refusals: the next
+    endpoint is tried, at its own price and against its own budgets."""
+    return (isinstance(exc, ProviderError) and exc.retryable) or isinstance(exc, BudgetExceededError)
 
 
 class FallbackModel(Model):
-    """Tries each model in order; moves on only on 429, 5xx or timeouts (after that model's retries)."""
+    """Tries each model in order. A stream falls through only before its first piece (none was sent yet)."""
 
     def __init__(self, models: Sequence[Model], *, name: str | None = None) -> None:
         if not models:
             raise ValueError("FallbackModel needs at least one model")
         self.models = list(models)
         self.name = name or self.models[0].name
-        first = self.models[0]
-        self.supports_json_schema = first.supports_json_schema
-        self.supports_logprobs = first.supports_logprobs
-        self.supports_tools = first.supports_tools
-        self.supports_embeddings = first.supports_embeddings
-        self.max_concurrency = first.max_concurrency
-        self.context_window = first.context_window
+        copy_capabilities(self, self.models[0])
 
-    async def _first_answer(self, call: Callable[[Model], Awaitable[T]]) -> T:
-        last: ProviderError | None = None
+    async def handle(self, call: Call) -> Reply:
+        last: BaseException | None = None
         for model in self.models:
             try:
-                return await call(model)
-            except ProviderError as exc:
+                return await model.handle(call)
+            except Exception as exc:
                 if not _falls_through(exc):
                     raise
                 last = exc
         assert last is not None
         raise last
-
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        return await self._first_answer(lambda model: model.complete(request))
-
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
-        last: BaseException | None = None
-        for model in self.models:
-            started = False
-            try:
-                async for piece in model.stream(request):
-                    started = True
-                    yield piece
-                return
-            except ProviderError as exc:
-                if started or not _falls_through(exc):
-                    raise
-                last = exc
-        assert last is not None
-        raise last
-
-    async def embed(self, texts: list[str]) -> EmbeddingResult:
-        return await self._first_answer(lambda model: model.embed(texts))
 
     async def aclose(self) -> None:
         for model in self.models:
@@ -73,7 +44,7 @@ class FallbackModel(Model):
 
 
 class SplitModel(Model):
-    """Sends each request to one of several models, chosen at random by weight."""
+    """Sends each call to one of several models, chosen at random by weight."""
 
     def __init__(self, weighted: Sequence[tuple[float, Model]], *, name: str, seed: int | None = None) -> None:
         if not weighted:
@@ -82,24 +53,26 @@ class SplitModel(Model):
         self.weights = [w for w, _ in weighted]
         self.models = [m for _, m in weighted]
         self._rng = random.Random(seed)
-        self.supports_json_schema = all(m.supports_json_schema for m in self.models)
-        self.supports_logprobs = all(m.supports_logprobs for m in self.models)
-        self.supports_tools = all(m.supports_tools for m in self.models)
-        self.supports_embeddings = all(m.supports_embeddings for m in self.models)
-        self.max_concurrency = sum(m.max_concurrency for m in self.models)
+        caps = [m.capabilities for m in self.models]
+        copy_capabilities(
+            self,
+            Capabilities(
+                chat=all(c.chat for c in caps),
+                embeddings=all(c.embeddings for c in caps),
+                json_schema=all(c.json_schema for c in caps),
+                logprobs=all(c.logprobs for c in caps),
+                tools=all(c.tools for c in caps),
+                grammar=all(c.grammar for c in caps),
+                max_concurrency=sum(c.max_concurrency for c in caps),
+                context_window=min((c.context_window for c in caps if c.context_window), default=None),
+            ),
+        )
 
     def pick(self) -> Model:
         return self._rng.choices(self.models, weights=self.weights, k=1)[0]
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        return await self.pick().complete(request)
-
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
-        async for piece in self.pick().stream(request):
-            yield piece
-
-    async def embed(self, texts: list[str]) -> EmbeddingResult:
-        return await self.pick().embed(texts)
+    async def handle(self, call: Call) -> Reply:
+        return await self.pick().handle(call)
 
     async def aclose(self) -> None:
         for model in self.models:

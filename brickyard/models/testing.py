@@ -26,7 +26,7 @@ def _result(name: str, request: ChatRequest, answer: str | dict[str, Any] | list
         except json.JSONDecodeError as exc:
             from brickyard._errors import MalformedResponseError
 
-            raise MalformedResponseError(f"answer is not valid JSON: {exc}", endpoint=name) from exc
+            raise MalformedResponseError(f"answer is not valid JSON: {exc}", endpoint=name, retryable=False) from exc
     usage = Usage(estimate_tokens(request.prompt_text()), estimate_tokens(text), estimated=True)
     return ChatResult(
         text=text,
@@ -41,7 +41,9 @@ def _result(name: str, request: ChatRequest, answer: str | dict[str, Any] | list
 class FakeModel(Model):
     """Answers from a script, in order (cycling when `cycle=True`); an exception in the script is raised.
 
-    `calls` records every request received, for exact assertions.
+    Chat calls, streams and embeddings all take their turn from the one script (an embedding call uses a
+    scripted exception, or else embeds). `calls` records every chat request and `embed_calls` every list of
+    texts, for exact assertions.
     """
 
     supports_json_schema = True
@@ -63,13 +65,13 @@ class FakeModel(Model):
         self._delay_s = delay_s
         self._embedding_dim = embedding_dim
         self.calls: list[ChatRequest] = []
+        self.embed_calls: list[list[str]] = []
         self.supports_embeddings = True
+        self._turn = 0
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        started = time.perf_counter()
-        request.check_not_empty()
-        index = len(self.calls)
-        self.calls.append(request)
+    async def _next(self) -> str | dict[str, Any]:
+        index = self._turn
+        self._turn += 1
         if self._delay_s:
             await asyncio.sleep(self._delay_s)
         if index >= len(self._answers) and not self._cycle:
@@ -77,9 +79,18 @@ class FakeModel(Model):
         answer = self._answers[index % len(self._answers)]
         if isinstance(answer, BaseException):
             raise answer
+        return answer
+
+    async def _complete(self, request: ChatRequest) -> ChatResult:
+        started = time.perf_counter()
+        request.check_not_empty()
+        self.calls.append(request)
+        answer = await self._next()
         return _result(self.name, request, answer, started)
 
-    async def embed(self, texts: list[str]) -> EmbeddingResult:
+    async def _embed(self, texts: list[str]) -> EmbeddingResult:
+        self.embed_calls.append(list(texts))
+        await self._next()
         return EmbeddingResult(
             vectors=[_hash_vector(t, self._embedding_dim) for t in texts],
             model=self.name,
@@ -111,7 +122,7 @@ class FunctionModel(Model):
         self.supports_embeddings = embed_fn is not None
         self.calls: list[ChatRequest] = []
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
+    async def _complete(self, request: ChatRequest) -> ChatResult:
         started = time.perf_counter()
         request.check_not_empty()
         self.calls.append(request)
@@ -122,9 +133,9 @@ class FunctionModel(Model):
             return answer
         return _result(self.name, request, answer, started)
 
-    async def embed(self, texts: list[str]) -> EmbeddingResult:
+    async def _embed(self, texts: list[str]) -> EmbeddingResult:
         if self._embed_fn is None:
-            return await super().embed(texts)
+            return await super()._embed(texts)
         return EmbeddingResult(vectors=[self._embed_fn(t) for t in texts], model=self.name)
 
 

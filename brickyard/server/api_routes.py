@@ -14,12 +14,9 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from brickyard.models._types import estimate_tokens
-from brickyard.models.caller import caller_scope
-from brickyard.models.metering import window_start
 from brickyard.server.errors import APIError
 from brickyard.server.schemas import InvocationBody, Message, SQLBody
-from brickyard.server.sql_api import Spend, run_sql
+from brickyard.server.sql_api import run_sql
 from brickyard.server.state import ServerState, json_response, parse_body
 
 USAGE_GROUPS = ("endpoint", "model", "tag", "key", "day", "status")
@@ -75,16 +72,9 @@ def router(state: ServerState) -> APIRouter:
         text = given if isinstance(given, str) else _text_of(given or [])
         if not text.strip():
             raise APIError(400, "the input is empty. Fix: send the text the agent should work on", param="input")
-        admission = state.meter.admit(principal.key, estimate_tokens(text), 0.0) if principal.key else None
-        try:
-            with caller_scope(principal.name):
-                async with asyncio.timeout(server.request_timeout_s):
-                    run = await state.agents.run(name, text)
-        except BaseException:
-            state.meter.finish(admission, tokens=0, usd=0.0)
-            raise
+        async with asyncio.timeout(server.request_timeout_s):
+            run = await state.agents.run(name, text, caller=principal.caller(request.headers.get("x-brickyard-tag")))
         trace = run.trace
-        state.meter.finish(admission, tokens=trace.input_tokens + trace.output_tokens, usd=trace.cost_usd)
         output = run.output
         citations = None
         if target.knowledge and isinstance(output, dict):
@@ -135,27 +125,16 @@ def router(state: ServerState) -> APIRouter:
                 "sql_not_allowed",
             )
         body = parse_body(SQLBody, await state.read_body(request))
-        key = principal.key
-        remaining = None
-        if key is not None and key.budget_usd is not None:
-            spent = state.keys.spent(key.name)
-            used = spent[1] if spent and spent[0] == window_start(key.budget_window) else 0.0
-            remaining = max(0.0, key.budget_usd - used - state.meter.held_usd(key.name))
-        admission = state.meter.admit(key, 0, 0.0) if key else None
-        spend = Spend()
-        try:
-            result = await asyncio.to_thread(
-                run_sql,
-                state.workspace,
-                body.query,
-                caller=principal.name,
-                row_limit=server.sql_row_limit,
-                timeout_s=server.sql_timeout_s,
-                max_cost_usd=remaining,
-                spend=spend,
-            )
-        finally:  # a failed or capped query is charged what its AI calls cost, like a finished one
-            state.meter.finish(admission, tokens=0, usd=spend.usd)
+        # Every AI call of the query carries the key (its budget and rate limits are checked per call).
+        result = await asyncio.to_thread(
+            run_sql,
+            state.workspace,
+            body.query,
+            caller=principal.caller(request.headers.get("x-brickyard-tag")),
+            row_limit=server.sql_row_limit,
+            timeout_s=server.sql_timeout_s,
+            max_cost_usd=None,
+        )
         return json_response(
             {
                 "columns": result.columns,

@@ -11,8 +11,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from brickyard.models.calls import ANONYMOUS, Caller, CallerBudget, CallerRate
 from brickyard.server.errors import APIError
-from brickyard.server.keys import ApiKey, KeyStore, hash_secret
+from brickyard.server.keys import ApiKey, hash_secret
+from brickyard.store.keys import Keys
 
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 _MAX_CACHED = 10_000
@@ -39,6 +41,17 @@ class Principal:
     def admin(self) -> bool:
         return self.key is None or self.key.admin
 
+    def caller(self, tag: str | None = None) -> Caller:
+        """The caller of a call made for this principal: its key's name, budget and rate limits (as data)."""
+        key = self.key
+        if key is None:
+            return Caller(tag=tag) if tag else ANONYMOUS
+        budgets: tuple[CallerBudget, ...] = ()
+        if key.budget_usd is not None:
+            budgets = (CallerBudget(f"key:{key.name}", key.budget_usd, key.budget_window.value),)
+        rate = CallerRate(f"key:{key.name}", key.rpm, key.tpm) if key.rpm or key.tpm else None
+        return Caller(key=key.name, tag=tag, budgets=budgets, rate=rate)
+
 
 def _unauthorized(message: str, code: str) -> APIError:
     return APIError(401, message, "authentication_error", code, headers={"WWW-Authenticate": "Bearer"})
@@ -47,7 +60,7 @@ def _unauthorized(message: str, code: str) -> APIError:
 class Authenticator:
     """Turns an `Authorization` header into a `Principal`, or raises a 401 `APIError`."""
 
-    def __init__(self, keys: KeyStore, *, ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, keys: Keys, *, ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._keys = keys
         self._ttl = ttl_s
         self._clock = clock

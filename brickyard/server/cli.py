@@ -15,8 +15,9 @@ from brickyard._cli_common import WorkspaceOpt, err, out
 from brickyard._errors import UserError
 from brickyard.agents.runner import Agents
 from brickyard.models.metering import window_start
-from brickyard.server.keys import KEYS_NAME, KeyStore, parse_budget, parse_scopes
-from brickyard.workspace import Workspace, resolve_home
+from brickyard.server.keys import parse_budget, parse_scopes
+from brickyard.store.keys import Keys
+from brickyard.workspace import Workspace
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys for `brickyard serve`: create, list, revoke.")
 
@@ -47,8 +48,9 @@ def serve(
     run(path, host=host, port=port, workers=workers, access_log=access_log, graceful_timeout_s=graceful_timeout)
 
 
-def _store(workspace: Path | None) -> KeyStore:
-    return KeyStore(resolve_home(workspace) / KEYS_NAME)
+def _keys(workspace: Path | None) -> Keys:
+    """The workspace's key store (`keys.sqlite`, or PostgreSQL with `[store] url`)."""
+    return Workspace(workspace).keys
 
 
 def _check_scopes(workspace: Path | None, scopes: tuple[str, ...]) -> None:
@@ -91,11 +93,11 @@ def keys_create(
     scopes = parse_scopes(endpoints)
     _check_scopes(workspace, scopes)
     budget = parse_budget(budget_usd) if budget_usd else None
-    store = _store(workspace)
+    keys = _keys(workspace)
     try:
-        key, secret = store.create(name, scopes, sql=sql, admin=admin, rpm=rpm, tpm=tpm, budget=budget)
+        key, secret = keys.create(name, scopes, sql=sql, admin=admin, rpm=rpm, tpm=tpm, budget=budget)
     finally:
-        store.close()
+        keys.close()
     print(secret)
     err.print(
         f"created key {escape(key.name)} for {escape(', '.join(key.scopes))} "
@@ -107,15 +109,15 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(workspace: WorkspaceOpt = None) -> None:
     """Keys with their scopes, limits, spend this window and state (never the secrets)."""
-    store = _store(workspace)
-    try:
-        rows = [(key, store.spent(key.name)) for key in store.listing()]
+    ws = Workspace(workspace)
+    keys, now = ws.keys, time.time()
+    try:  # spend this window, from the usage ledger (every call made with the key is there)
+        rows = [(k, ws.store.spent_usd(since=window_start(k.budget_window, now), key=k.name)) for k in keys.listing()]
     finally:
-        store.close()
+        keys.close()
+        ws.store.close()
     table = Table("name", "key", "endpoints", "sql", "limits", "spent $", "created", "state")
-    now = time.time()
-    for key, spent in rows:
-        used = spent[1] if spent and spent[0] == window_start(key.budget_window, now) else 0.0
+    for key, used in rows:
         table.add_row(
             escape(key.name),
             escape(key.hint),
@@ -132,9 +134,9 @@ def keys_list(workspace: WorkspaceOpt = None) -> None:
 @keys_app.command("revoke")
 def keys_revoke(name: str, workspace: WorkspaceOpt = None) -> None:
     """Revoke a key: running servers refuse it within about a second."""
-    store = _store(workspace)
+    keys = _keys(workspace)
     try:
-        store.revoke(name)
+        keys.revoke(name)
     finally:
-        store.close()
+        keys.close()
     out.print(f"revoked {name}")

@@ -29,12 +29,12 @@ from brickyard._errors import (
     ModelNotPulledError,
     ProviderError,
     RateLimitedError,
+    RefusedError,
+    SQLTimeoutError,
     UnknownEndpointError,
     UpstreamTimeoutError,
     UserError,
 )
-from brickyard.agents.sql_tool import SQLTimeoutError
-from brickyard.models.costcap import CostCapError
 
 log = logging.getLogger("brickyard.server")
 
@@ -65,33 +65,20 @@ class APIError(Exception):
         )
 
 
-class KeyRateLimitedError(BrickyardError):
-    """A key is over its requests or tokens per minute."""
-
-    def __init__(self, key: str, what: str, limit: int, retry_after: float) -> None:
-        self.key, self.what, self.limit, self.retry_after = key, what, limit, retry_after
-        super().__init__(
-            f"key {key} is over its limit of {limit:,} {what} per minute. Retry after {retry_after:.1f} s, "
-            f"or ask an admin for a higher --{'rpm' if what == 'requests' else 'tpm'}"
-        )
-
-
-class KeyBudgetExceededError(BudgetExceededError):
-    """A key's USD budget is spent; `retry_after` is the time until its window starts again."""
-
-    def __init__(self, key: str, limit_usd: float, spent_usd: float, window: str, retry_after: float) -> None:
-        self.retry_after = retry_after
-        super().__init__(f"key {key}", limit_usd, spent_usd, window)
-        self.args = (
-            f"budget for key {key} is spent: {spent_usd:.4f} of {limit_usd:.4f} USD this {window} "
-            "(calls in flight included). Fix: wait for the next "
-            f"{window} or ask an admin for a key with a larger --budget-usd",
-        )
-
-
 def retry_after_header(seconds: float) -> dict[str, str]:
     """Retry-After in whole seconds (at least 1), plus the millisecond form the OpenAI SDK also reads."""
     return {"Retry-After": str(max(1, int(seconds + 0.999))), "retry-after-ms": str(max(1, int(seconds * 1000)))}
+
+
+def refused(exc: RefusedError) -> APIError:
+    """429 for a call refused before it was sent: `Retry-After` when waiting helps (a rate limit, a budget
+    window that starts again), and `x-should-retry: false` when retrying soon will not (a spent budget)."""
+    headers = retry_after_header(exc.retry_after) if exc.retry_after is not None else {}
+    if isinstance(exc, BudgetExceededError):
+        headers["x-should-retry"] = "false"
+        return APIError(429, str(exc), "insufficient_quota", "budget_exceeded", headers=headers)
+    headers["x-should-retry"] = "true"
+    return APIError(429, str(exc), "rate_limit_error", "rate_limit_exceeded", headers=headers)
 
 
 def to_api_error(exc: BaseException) -> APIError:
@@ -99,16 +86,8 @@ def to_api_error(exc: BaseException) -> APIError:
     if isinstance(exc, APIError):
         return exc
     message = str(exc)
-    if isinstance(exc, KeyRateLimitedError):
-        return APIError(
-            429, message, "rate_limit_error", "rate_limit_exceeded", headers=retry_after_header(exc.retry_after)
-        )
-    if isinstance(exc, BudgetExceededError | CostCapError):
-        headers = {"x-should-retry": "false"}
-        retry = getattr(exc, "retry_after", None)
-        if retry is not None:
-            headers.update(retry_after_header(retry))
-        return APIError(429, message, "insufficient_quota", "budget_exceeded", headers=headers)
+    if isinstance(exc, RefusedError):
+        return refused(exc)
     if isinstance(exc, GuardrailError):
         return APIError(400, message, "invalid_request_error", "content_blocked")
     if isinstance(exc, ContextWindowError):

@@ -14,7 +14,6 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -23,8 +22,7 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from brickyard.models._types import ChatRequest, ChatResult, Usage, estimate_tokens
-from brickyard.models.caller import caller_scope
+from brickyard.models._types import ChatRequest, ChatResult, Usage
 from brickyard.server.errors import APIError, to_api_error
 from brickyard.server.schemas import DROPPED, PASSED_THROUGH, REJECTED, ChatCompletionBody, EmbeddingsBody
 from brickyard.server.state import ServerState, json_response, parse_body
@@ -38,7 +36,7 @@ def _unsupported(param: str, why: str) -> APIError:
     return APIError(400, f"`{param}`: {why}", "invalid_request_error", "unsupported_parameter", param)
 
 
-def to_chat_request(body: ChatCompletionBody, target: Target, tag: str | None) -> tuple[ChatRequest, list[str]]:
+def to_chat_request(body: ChatCompletionBody, target: Target) -> tuple[ChatRequest, list[str]]:
     """The provider-neutral request, and the parameters dropped (see `brickyard.server.schemas`)."""
     extras = dict(body.model_extra or {})
     for param, why in REJECTED.items():
@@ -59,7 +57,7 @@ def to_chat_request(body: ChatCompletionBody, target: Target, tag: str | None) -
     }
     passed.update({k: v for k, v in extras.items() if k not in DROPPED and v is not None})
     model = target.model
-    if target.agent is not None and passed:
+    if target.namespaced and passed:
         dropped += sorted(passed)
         passed = {}
     json_schema: dict[str, Any] | None = None
@@ -93,7 +91,6 @@ def to_chat_request(body: ChatCompletionBody, target: Target, tag: str | None) -
             tool_choice=body.tool_choice,
             reasoning_effort=body.reasoning_effort,
             extra={k: v for k, v in passed.items() if k in PASSED_THROUGH or k not in ChatCompletionBody.model_fields},
-            tag=body.tag or tag,
         )
     except ValidationError as exc:
         raise APIError(400, f"invalid request: {exc.errors()[0]['msg']}", code="invalid_value") from None
@@ -174,81 +171,51 @@ def router(state: ServerState) -> APIRouter:
         principal = state.authenticate(request)
         body = parse_body(ChatCompletionBody, await state.read_body(request))
         target = state.targets.resolve(body.model, principal)
-        chat, dropped = to_chat_request(body, target, request.headers.get("x-brickyard-tag"))
+        chat, dropped = to_chat_request(body, target)
+        caller = principal.caller(body.tag or request.headers.get("x-brickyard-tag"))
         headers = {"X-Brickyard-Dropped-Params": ",".join(quote(p, safe="_-.") for p in dropped)} if dropped else {}
-        prompt_tokens = estimate_tokens(chat.prompt_text())
-        admission = (
-            state.meter.admit(principal.key, prompt_tokens + (chat.max_tokens or 0), target.price.estimate(chat))
-            if principal.key
-            else None
-        )
         rid, created = "chatcmpl-" + uuid.uuid4().hex, int(time.time())
-        whole = target.agent is not None or bool(chat.tools) or chat.logprobs
+        whole = target.namespaced or bool(chat.tools) or chat.logprobs
         if not body.stream or whole:
-            try:
-                with caller_scope(principal.name):
-                    async with asyncio.timeout(timeout_s):
-                        result = await target.model.complete(chat)
-            except BaseException:
-                state.meter.finish(admission, tokens=0, usd=0.0)
-                raise
-            state.meter.finish(admission, tokens=result.usage.total_tokens, usd=result.cost_usd)
+            async with asyncio.timeout(timeout_s):
+                result = await target.model.complete(chat, caller=caller)
             if not body.stream:
                 return json_response(completion_body(result, target, rid, created), headers)
             return EventStream(_replay(result, target, rid, created, _include_usage(body)), headers)
         # A real stream: the first piece is awaited here, so a failure before any text gets its own status.
-        stream = target.model.stream(chat)
         deadline = asyncio.get_running_loop().time() + timeout_s
-        try:
-            with caller_scope(principal.name):
-                async with asyncio.timeout_at(deadline):
-                    first: str | None = await anext(stream)
-        except StopAsyncIteration:
-            first = None
-        except BaseException:
-            await _close(stream)
-            state.meter.finish(admission, tokens=0, usd=0.0)
-            raise
-
-        pieces: list[str] = [first] if first is not None else []
-        usage = Usage(prompt_tokens, 0, estimated=True)
-        closed = False
-
-        async def close() -> None:
-            """Close the upstream stream and charge what it produced (once, whoever gets here first)."""
-            nonlocal closed, usage
-            if closed:
-                return
-            closed = True
-            await _close(stream)
-            usage = Usage(prompt_tokens, estimate_tokens("".join(pieces)), estimated=True)
-            state.meter.finish(admission, tokens=usage.total_tokens, usd=target.price.cost(usage))
+        async with asyncio.timeout_at(deadline):
+            stream = await target.model.open_stream(chat, caller=caller)
 
         async def produce(emit: Emit) -> None:
             head = _chunk_head(rid, created, target.name)
+            first = True
             try:
-                await emit(head + _delta({"role": "assistant", "content": first or ""}))
-                with caller_scope(principal.name):
-                    while first is not None:
-                        async with asyncio.timeout_at(deadline):
-                            try:
-                                piece = await anext(stream)
-                            except StopAsyncIteration:
-                                break
-                        pieces.append(piece)
-                        await emit(head + _delta({"content": piece}))
+                pieces = stream.__aiter__()
+                while True:
+                    async with asyncio.timeout_at(deadline):
+                        try:
+                            piece = await anext(pieces)
+                        except StopAsyncIteration:
+                            break
+                    delta = {"role": "assistant", "content": piece} if first else {"content": piece}
+                    first = False
+                    await emit(head + _delta(delta))
             except Exception as exc:  # after the first piece the status is sent: the error becomes an event
-                await close()
+                await stream.aclose()
                 await emit(sse(to_api_error(exc).body()))
                 return
             finally:
-                await close()
-            await emit(head + _delta({}, "stop"))
-            if _include_usage(body):
-                await emit(sse(_usage_chunk(rid, created, target.name, usage)))
+                await stream.aclose()
+            if first:
+                await emit(head + _delta({"role": "assistant", "content": ""}))
+            final = stream.final
+            await emit(head + _delta({}, (final.finish_reason if final else None) or "stop"))
+            if _include_usage(body) and final is not None:
+                await emit(sse(_usage_chunk(rid, created, target.name, final.usage)))
             await emit(b"data: [DONE]\n\n")
 
-        return EventStream(produce, headers, on_close=close)
+        return EventStream(produce, headers, on_close=stream.aclose)
 
     @api.post(
         "/v1/embeddings",
@@ -260,7 +227,7 @@ def router(state: ServerState) -> APIRouter:
         principal = state.authenticate(request)
         body = parse_body(EmbeddingsBody, await state.read_body(request))
         target = state.targets.resolve(body.model, principal)
-        if target.agent is not None:
+        if target.namespaced:
             raise APIError(
                 400, f"`{body.model}` is an agent; agents do not embed. Fix: name an embedding endpoint", param="model"
             )
@@ -271,19 +238,10 @@ def router(state: ServerState) -> APIRouter:
             raise APIError(400, f"`input` must hold 1 to {MAX_EMBEDDING_INPUTS} texts", param="input")
         if any(not t.strip() for t in texts):
             raise APIError(400, "`input` must not contain empty texts", param="input")
-        tokens = sum(estimate_tokens(t) for t in texts)
-        admission = (
-            state.meter.admit(principal.key, tokens, target.price.cost(Usage(tokens, 0))) if principal.key else None
-        )
-        try:
-            with caller_scope(principal.name):
-                async with asyncio.timeout(timeout_s):
-                    result = await target.model.embed(texts)
-        except BaseException:
-            state.meter.finish(admission, tokens=0, usd=0.0)
-            raise
-        usage = result.usage if result.usage.input_tokens else Usage(tokens, 0, estimated=True)
-        state.meter.finish(admission, tokens=usage.input_tokens, usd=target.price.cost(usage))
+        caller = principal.caller(request.headers.get("x-brickyard-tag"))
+        async with asyncio.timeout(timeout_s):
+            result = await target.model.embed(texts, caller=caller)
+        usage = result.usage
         as_base64 = body.encoding_format == "base64"
         data = [
             {
@@ -372,10 +330,3 @@ def _replay(result: ChatResult, target: Target, rid: str, created: int, include_
         await emit(b"data: [DONE]\n\n")
 
     return produce
-
-
-async def _close(stream: AsyncIterator[str]) -> None:
-    """Close a model's stream (an async generator): its metering records what was produced."""
-    close = getattr(stream, "aclose", None)
-    if close is not None:
-        await close()

@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from brickyard.models._types import MAX_OUTPUT_TOKENS
+
 PASSED_THROUGH = ("top_p", "frequency_penalty", "presence_penalty", "logit_bias", "parallel_tool_calls")
 DROPPED = ("metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key")
 REJECTED = {
@@ -73,11 +75,11 @@ class ChatCompletionBody(BaseModel):
 
     model: str = Field(min_length=1, max_length=200)
     messages: list[Message] = Field(min_length=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_OUTPUT_TOKENS, strict=True)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_OUTPUT_TOKENS, strict=True)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     n: int | None = Field(default=None, ge=1)
     stream: bool | None = False
     stream_options: StreamOptions | None = None

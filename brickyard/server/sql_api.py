@@ -11,6 +11,7 @@ The AI calls are charged to the caller's key and capped at what is left of its b
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import re
@@ -18,16 +19,16 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from brickyard._errors import UnknownEndpointError
 from brickyard.agents.sql_tool import (  # the read-only checks, reused
     SQLQueryError,
     SQLRefusedError,
     SQLTimeoutError,
     _TreeChecker,
 )
-from brickyard.models._types import ChatRequest, ChatResult, EmbeddingResult
-from brickyard.models.base import Model, WrapperModel
-from brickyard.models.caller import caller_scope
+from brickyard.models.base import Model
+from brickyard.models.budget import CallerModel
+from brickyard.models.calls import Caller
+from brickyard.models.registry import Registry, Surface, Target
 from brickyard.server.errors import APIError
 from brickyard.sql.duckdb import MACROS, WAREHOUSE_NAME, connect
 from brickyard.workspace import Workspace
@@ -44,41 +45,22 @@ class SQLResult:
     cost_usd: float
 
 
-class _CallerModel(WrapperModel):
-    """Charges every call to `caller` (the SQL engine calls models from its own threads and loop)."""
-
-    def __init__(self, inner: Model, caller: str | None) -> None:
-        super().__init__(inner)
-        self._caller = caller
-
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        with caller_scope(self._caller):
-            return await self.inner.complete(request)
-
-    async def embed(self, texts: list[str]) -> EmbeddingResult:
-        with caller_scope(self._caller):
-            return await self.inner.embed(texts)
-
-
 class _CallerRegistry:
-    """The server's registry as one query sees it: same models, each call charged to the caller."""
+    """The server's registry as one query sees it: the `served` surface only, each call made for the caller."""
 
-    def __init__(self, registry: Any, caller: str | None) -> None:
+    def __init__(self, registry: Registry, caller: Caller) -> None:
         self._registry, self._caller = registry, caller
-        self._models: dict[str, Model] = {}
+        self._targets: dict[str, Target] = {}
+
+    def resolve(self, name: str, surface: Surface = Surface.served) -> Target:
+        if name not in self._targets:
+            # as over HTTP: never a raw `provider:model` id, whatever the surface asked for
+            target = self._registry.resolve(name, Surface.served)
+            self._targets[name] = dataclasses.replace(target, model=CallerModel(target.model, self._caller))
+        return self._targets[name]
 
     def get(self, name: str) -> Model:
-        if name not in self._models:
-            # as over HTTP, only what brickyard.toml defines is served: never a raw `provider:model` id
-            # (a `function:` id would import and call any module; an `openai:` id would run unpriced)
-            if self._registry.canonical(name) not in self._registry.endpoint_names():
-                known = ", ".join(sorted({*self._registry.endpoint_names(), *self._registry.settings.aliases}))
-                raise UnknownEndpointError(
-                    f"`{name}` is not an endpoint of this server; model ids (`provider:name`) are not served. "
-                    f"Fix: name an endpoint or alias (endpoints: {known})"
-                )
-            self._models[name] = _CallerModel(self._registry.get(name), self._caller)
-        return self._models[name]
+        return self.resolve(name).model
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._registry, name)
@@ -87,7 +69,7 @@ class _CallerRegistry:
 class _Borrowed(Workspace):
     """The server's workspace lent to one query: shared settings, ledger and models; closing it closes nothing."""
 
-    def __init__(self, workspace: Workspace, caller: str | None) -> None:
+    def __init__(self, workspace: Workspace, caller: Caller) -> None:
         super().__init__(workspace.path, env=workspace.env, cache=workspace.cache)
         self.__dict__["settings"] = workspace.settings
         self.__dict__["store"] = workspace.store
@@ -98,31 +80,23 @@ class _Borrowed(Workspace):
         return None
 
 
-@dataclass
-class Spend:
-    """What a query spent on AI calls, known whether it succeeded or failed (the caller is charged either way)."""
-
-    usd: float = 0.0
-
-
 def run_sql(
     workspace: Workspace,
     sql: str,
     *,
-    caller: str | None,
+    caller: Caller,
     row_limit: int,
     timeout_s: float,
     max_cost_usd: float | None,
-    spend: Spend | None = None,
 ) -> SQLResult:
-    """Check and run one query (blocking; call it in a thread). `spend` receives its cost, even on failure."""
+    """Check and run one query (blocking; call it in a thread) with every AI call made for `caller`."""
     import duckdb
 
     path = workspace.path / WAREHOUSE_NAME
     if not path.exists():
         raise APIError(400, "the workspace has no warehouse yet. Fix: load a table (brickyard load FILE TABLE)")
-    # always capped, so the spend is counted even when the key has no budget (an infinite cap refuses nothing)
-    cap = max_cost_usd if max_cost_usd is not None else float("inf")
+    # always capped, so the query's spend is counted (a cap this large refuses nothing)
+    cap = max_cost_usd if max_cost_usd is not None else 1e12
     con = connect(_Borrowed(workspace, caller), database=":memory:", max_cost_usd=cap)
     try:
         raw = con.duckdb
@@ -145,8 +119,6 @@ def run_sql(
         spent = con.brickyard.cap.spent_usd if con.brickyard.cap else 0.0
         return SQLResult(columns, [[_cell(v) for v in row] for row in rows], truncated, spent)
     finally:
-        if spend is not None and con.brickyard.cap is not None:
-            spend.usd = con.brickyard.cap.spent_usd
         con.close()
 
 

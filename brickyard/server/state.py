@@ -1,4 +1,4 @@
-"""What one server process holds: the workspace, keys, meter and target resolver, plus small HTTP helpers."""
+"""What one server process holds: the workspace, keys and target resolver, plus small HTTP helpers."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from starlette.responses import Response
 from brickyard.agents.runner import Agents
 from brickyard.server.auth import Authenticator, Principal
 from brickyard.server.errors import APIError
-from brickyard.server.keys import KEYS_NAME, KeyStore
-from brickyard.server.limits import Meter
 from brickyard.server.targets import Targets
 from brickyard.workspace import Workspace
 
@@ -27,11 +25,10 @@ class ServerState:
         self.workspace = workspace
         self.owns_workspace = owns_workspace
         self.settings = workspace.settings  # fail early on a bad brickyard.toml
-        self.keys = KeyStore(workspace.path / KEYS_NAME)
+        self.keys = workspace.keys
         self.auth = Authenticator(self.keys)
-        self.meter = Meter(self.keys, lambda key, since: workspace.store.spent_usd(since=since, key=key))
         self.agents = Agents(workspace)
-        self.targets = Targets(workspace, self.agents)
+        self.targets = Targets(workspace.registry)
         self.max_body = self.settings.server.max_request_bytes
         self.schemas: dict[str, Any] = {}
 
@@ -79,7 +76,6 @@ class ServerState:
             self.workspace.store.flush()
         finally:
             self.agents.close()
-            self.keys.close()
             if self.owns_workspace:
                 await self.workspace.aclose()
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from brickyard._errors import BrickyardError, InvalidRequestError, UserError
+from brickyard._errors import AIFunctionError, BrickyardError, InvalidRequestError
 from brickyard.batch import BatchEstimate, estimate_batch
 from brickyard.functions import (
     Outcome,
@@ -35,19 +35,11 @@ from brickyard.functions import (
 from brickyard.functions._rows import is_null
 from brickyard.models._types import ChatRequest, ChatResult, EmbeddingResult, Usage
 from brickyard.models.base import Model
-from brickyard.models.costcap import CostCap, CostCapError, CostCapModel
+from brickyard.models.budget import CostCap
 from brickyard.sql._loop_thread import LoopThread
 from brickyard.workspace import Workspace
 
 EMBEDDING_FUNCTIONS = {"ai_embed", "ai_similarity", "vector_search"}
-
-
-class QueryCostCapError(CostCapError):
-    """A query would cost more than its `--max-cost` cap."""
-
-
-class AIFunctionError(UserError):
-    """A row of an AI function failed and the query was strict."""
 
 
 QueryCap = CostCap
@@ -66,11 +58,11 @@ class RecordingModel(Model):
         self.max_concurrency = 64
         self._sink = sink
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
+    async def _complete(self, request: ChatRequest) -> ChatResult:
         self._sink.append(request)
         raise _DryRun
 
-    async def embed(self, texts: list[str]) -> EmbeddingResult:
+    async def _embed(self, texts: list[str]) -> EmbeddingResult:
         self._sink.extend(ChatRequest.from_prompt(t, max_tokens=1) for t in texts)
         return EmbeddingResult(vectors=[[0.0] for _ in texts], model=self.name, usage=Usage())
 
@@ -116,10 +108,13 @@ class FunctionBinding:
         self.workspace = workspace
         self.progress = progress
         self.dry_run = dry_run
-        self.cap = QueryCap(max_cost_usd) if max_cost_usd is not None else None
+        self.cap = (
+            QueryCap(max_cost_usd, kind="query", fix="raise --max-cost, or run `brickyard sql --estimate` first")
+            if max_cost_usd is not None
+            else None
+        )
         self.recorded: dict[str, list[ChatRequest]] = defaultdict(list)
         self._models: dict[str, Model] = {}
-        self._agents: Any = None
         self._loop = LoopThread()
 
     # -- models ---------------------------------------------------------------------------------
@@ -135,26 +130,13 @@ class FunctionBinding:
     def model(self, function: str, endpoint: str | None = None) -> Model:
         name = self.endpoint_for(function, endpoint)
         if name not in self._models:
-            model = self._agent_model(name) if name.startswith("agent:") else self.workspace.registry.get(name)
+            model = self.workspace.registry.resolve(name).model
             if self.dry_run:
                 model = RecordingModel(model, self.recorded[name])
             elif self.cap is not None:
-                model = CostCapModel(
-                    model,
-                    self.cap,
-                    self.workspace.registry.price(name),
-                    error=QueryCostCapError,
-                    fix="raise --max-cost, or run `brickyard sql --estimate` first",
-                )
+                model = self.cap.bind(model, self.workspace.store)
             self._models[name] = model
         return self._models[name]
-
-    def _agent_model(self, name: str) -> Model:
-        from brickyard.agents.runner import AgentModel, Agents
-
-        if self._agents is None:
-            self._agents = Agents(self.workspace)
-        return AgentModel(self._agents, name.removeprefix("agent:"))
 
     def estimate(self) -> QueryEstimate:
         """After a dry run: the calls, tokens and USD the query would cost (cache hits excluded)."""
@@ -169,8 +151,6 @@ class FunctionBinding:
         )
 
     def close(self) -> None:
-        if self._agents is not None:
-            self._agents.close()
         self._loop.run(self.workspace.aclose())
         self._loop.close()
 

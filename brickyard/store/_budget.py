@@ -45,7 +45,9 @@ def gcra(
     if per_minute <= 0:
         raise ValueError(f"per_minute must be positive, not {per_minute}")
     interval = 60.0 / per_minute
-    tolerance = interval * max(burst - 1.0, 0.0)
+    # The whole amount must fit in the burst (a bucket never holds more than `burst` units): for one unit this
+    # is the classic GCRA tolerance of (burst - 1) intervals; an amount larger than the burst waits the excess.
+    tolerance = interval * (burst - amount)
     tat = max(stored_tat if stored_tat is not None else now, now)
     wait = max(0.0, tat - now - tolerance)
     if wait == 0.0 or book:

@@ -134,7 +134,8 @@ class Store(Protocol):
 
     # -- rate limits: one GCRA limiter, shared by every process -------------------------------------
     def take_rate(self, scope: str, per_minute: float, amount: float, *, burst: float, book_if_waiting: bool) -> float:
-        """Book `amount` units of `scope`'s per-minute allowance now (GCRA with `burst` units of tolerance) and
+        """Book `amount` units of `scope`'s per-minute allowance now (GCRA: the amount must fit in a bucket of
+        `burst` units) and
         return how many seconds the caller must wait first (0: go now). With `book_if_waiting=False` a call that
         would have to wait books nothing (the caller refuses instead)."""
         ...

@@ -350,7 +350,7 @@ class PostgresStore:
         if per_minute <= 0:
             raise ValueError(f"per_minute must be positive, not {per_minute}")
         interval = 60.0 / per_minute
-        tolerance = interval * max(burst - 1.0, 0.0)
+        tolerance = interval * (burst - amount)  # the whole amount must fit in the burst (see `_budget.gcra`)
 
         def attempt() -> float:
             with self._pool.connection() as conn:

@@ -32,6 +32,7 @@ can mix good and bad rows:
 - ``[slow:S]``: sleep S seconds (float) before answering, on top of ``latency_s``.
 - ``[badjson]``: 200 with ``Content-Type: application/json`` and a truncated, invalid JSON body.
 - ``[ctx]``: 400 ``context_length_exceeded`` ("This model's maximum context length is ...").
+- ``[nostream]``: ignore ``"stream": true`` and answer one plain JSON completion (as some servers do).
 
 Precedence when several markers appear: ctx, fail, flaky, 429, badjson; ``slow`` adds to any answer.
 
@@ -645,7 +646,7 @@ class FakeUpstream:
         n = body.get("n")
         n = n if isinstance(n, int) and n > 0 else 1
         usage = _usage(prompt_tokens, _tokens(content) * n)
-        if body.get("stream"):
+        if body.get("stream") and "[nostream]" not in text:
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
             return _Reply(200, events=_chunks(self.model, content, usage, n, include_usage))
