@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from brickyard._cli_common import WorkspaceOpt, err, out, run_and_close
-from brickyard._errors import BrickyardError
+from brickyard._errors import BrickyardError, UserError
 from brickyard.evals.cli import eval_app
 from brickyard.models import catalog
 from brickyard.models._types import ChatRequest
@@ -244,7 +244,12 @@ def sql(
     """Run SQL with AI functions on the workspace's DuckDB warehouse."""
     from brickyard.sql.duckdb import connect
 
-    text = file.read_text(encoding="utf-8") if file else query
+    try:
+        text = file.read_text(encoding="utf-8") if file else query
+    except OSError as exc:
+        raise UserError(f"cannot read --file {file}: {exc.strerror or exc}. Fix: check the path") from None
+    except UnicodeDecodeError:
+        raise UserError(f"--file {file} is not UTF-8 text. Fix: save the SQL as UTF-8") from None
     if not text or not text.strip():
         raise typer.BadParameter("give the SQL as an argument or with --file")
     ws = _workspace(workspace)

@@ -127,6 +127,7 @@ class Registry:
         """What namespaces build their models from (the workspace); set by the workspace."""
         self._namespaces: dict[str, NamespaceInfo] | None = None
         self._namespaced: dict[str, Model] = {}
+        self._targets: dict[tuple[str, Surface], Target] = {}
         self.gateway_base_url: str | None = None
         """When set, a name that is not configured here is an endpoint of this OpenAI-compatible gateway."""
         self.gateway_key_env: str | None = None
@@ -146,7 +147,13 @@ class Registry:
 
     def resolve(self, name: str, surface: Surface = Surface.local) -> Target:
         """The one place a name becomes a model: an endpoint, an alias, `provider:model` (local surfaces only)
-        or a registered namespace (`agent:NAME`)."""
+        or a registered namespace (`agent:NAME`). Resolved once per name and surface (the hot path)."""
+        target = self._targets.get((name, surface))
+        if target is None:
+            target = self._targets[(name, surface)] = self._resolve(name, surface)
+        return target
+
+    def _resolve(self, name: str, surface: Surface) -> Target:
         prefix, sep, rest = name.partition(":")
         namespace = self.namespaces.get(prefix) if sep else None
         if namespace is not None:
@@ -229,6 +236,7 @@ class Registry:
         self._extra_configs[name] = config
         self._models.pop(name, None)
         self._served.pop(name, None)
+        self._targets.clear()
         return self.get(name)
 
     def get(self, name: str) -> Model:
@@ -350,6 +358,7 @@ class Registry:
         self._models.clear()
         self._served.clear()
         self._namespaced.clear()
+        self._targets.clear()
 
     def _secrets(self) -> list[str]:
         """The values of every key variable the endpoints and providers read: never written to payload logs."""

@@ -194,6 +194,9 @@ class FunctionBinding:
             except _DryRun:
                 continue
             except BrickyardError as exc:  # a bad argument for this group: every row of it carries it
+                if self.dry_run:  # an estimate fails as the query would (a missing key, an unknown endpoint)
+                    message = f"{function}: {exc}" if not str(exc).startswith(function) else str(exc)
+                    raise AIFunctionError(message) from None
                 for i in indices:
                     if contents is None or not is_null(contents[i]):
                         errors[i] = f"{function}: {exc}" if not str(exc).startswith(function) else str(exc)
