@@ -106,7 +106,8 @@ def test_ai_extract_returns_a_struct_with_a_field_per_label(con: Any) -> None:
         "SELECT ai_extract_json(txt, {'type': 'object', 'properties': {'names': {'type': 'array', "
         "'items': {'type': 'string'}}, 'n': {'type': 'integer'}}}) FROM reviews WHERE id = 5",
     )
-    assert json.loads(nested[0]) == {"names": ["Mediocre"], "n": len(REVIEWS[4][1])}
+    # the stand-in answers n = the text's length, which the text does not hold: extraction drops it
+    assert json.loads(nested[0]) == {"names": ["Mediocre"], "n": None}
 
 
 def test_text_functions(con: Any) -> None:

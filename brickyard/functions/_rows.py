@@ -20,6 +20,9 @@ class Outcome(Generic[T]):
     values: list[T | None]
     errors: list[str | None]
     reports: list[BatchReport] = field(default_factory=list)
+    notes: list[str | None] = field(default_factory=list)
+    """Per row, what a function noted without failing the row (e.g. extracted values dropped as not in the
+    text); empty when it noted nothing."""
 
     @property
     def calls(self) -> int:

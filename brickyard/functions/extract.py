@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from brickyard._errors import InvalidRequestError, MalformedResponseError
-from brickyard.functions._rows import DATA_RULE, Demo, Outcome, data_requests, run_rows
+from brickyard.functions._grounding import MAX_STRING, bounded_schema, ground, output_budget
+from brickyard.functions._rows import DATA_RULE, Demo, Outcome, data_requests, is_null, run_rows
 from brickyard.models._types import ChatResult
 from brickyard.models.base import Model
 
@@ -21,7 +22,7 @@ def labels_schema(labels: Sequence[str]) -> dict[str, Any]:
         raise InvalidRequestError("ai_extract: labels repeat. Fix: give each label once")
     return {
         "type": "object",
-        "properties": {name: {"type": ["string", "null"], "maxLength": 300} for name in names},
+        "properties": {name: {"type": ["string", "null"], "maxLength": MAX_STRING} for name in names},
         "required": names,
     }
 
@@ -41,6 +42,11 @@ def _schema_of(target: Sequence[str] | Mapping[str, Any] | str) -> tuple[dict[st
     return labels_schema(names), names
 
 
+ANTI_REPETITION = {"dry_multiplier": 0.8, "dry_base": 1.75, "dry_allowed_length": 3, "dry_penalty_last_n": 48}
+"""llama.cpp's DRY sampler over the last 48 tokens: a phrase the answer already repeated is pushed down, while a
+value copied from the (earlier) input is not penalised."""
+
+
 async def extract(
     texts: Sequence[str | None],
     labels: Sequence[str] | Mapping[str, Any] | str,
@@ -53,29 +59,51 @@ async def extract(
 ) -> Outcome[dict[str, Any]]:
     """A dict per text: one key per label (None when absent), or an object of the given JSON schema.
 
-    `demos` (one list per text) are few-shot demonstrations whose output is the JSON answer.
+    Values are copied, not invented: a string must occur in the text, numbers, dates, booleans and enums are
+    parsed and validated, arrays lose duplicates; what is dropped is said in the outcome's `notes`. Each row's
+    schema is bounded by its text (no string longer than the text, no array longer than its words), so a
+    small model cannot repeat itself until `max_tokens`. `demos` (one list per text) are few-shot
+    demonstrations whose output is the JSON answer.
     """
     schema, names = _schema_of(labels)
     fields = ", ".join(schema["properties"])
     system = (
         f"Extract these fields from the text: {fields}. Use null for a field the text does not contain; "
-        "copy values from the text rather than inventing them. "
+        "copy values exactly as they appear in the text, never invent or repeat them. "
         + (f"Instructions: {instructions} " if instructions else "")
         + f"Answer with JSON. {DATA_RULE}"
     )
-    requests = data_requests(
-        texts, system, max_tokens=1024, json_schema=schema, schema_name="extraction", tag=tag, demos=demos
-    )
+    extra = dict(ANTI_REPETITION) if model.supports_grammar else {}
+    requests = []
+    for i, text in enumerate(texts):
+        bounded = bounded_schema(schema, str(text)) if not is_null(text) else schema
+        requests += data_requests(
+            [text],
+            system,
+            max_tokens=output_budget(bounded),
+            json_schema=bounded,
+            schema_name="extraction",
+            extra=extra,
+            tag=tag,
+            demos=[demos[i]] if demos is not None else None,
+        )
 
-    def parse(result: ChatResult) -> dict[str, Any]:
+    def parse(result: ChatResult) -> Any:
         if not isinstance(result.json, dict):
             raise MalformedResponseError("the answer is not a JSON object", retryable=False)
-        if names is None:
-            return result.json
-        values = {}
-        for name in names:
-            value = result.json.get(name)
-            values[name] = None if value in (None, "", "null", "None") else str(value)
-        return values
+        return result.json
 
-    return await run_rows("ai_extract", model, requests, parse, progress=progress)
+    outcome = await run_rows("ai_extract", model, requests, parse, progress=progress)
+    notes: list[str | None] = [None] * len(texts)
+    for i, raw in enumerate(outcome.values):
+        if raw is None:
+            continue
+        dropped: dict[str, str] = {}
+        grounded = ground(raw, schema, str(texts[i]), "", dropped)
+        if names is not None:  # labels: every label present, values as strings
+            grounded = {n: None if grounded.get(n) is None else str(grounded[n]) for n in names}
+        outcome.values[i] = grounded
+        if dropped:
+            notes[i] = "dropped " + "; ".join(f"{field}: {why}" for field, why in dropped.items())
+    outcome.notes = notes
+    return outcome

@@ -5,7 +5,8 @@ Use it as `FunctionModel(answer)`, or in brickyard.toml as `model = "function:br
 
 - a label grammar (`root ::= "a" | "b"`) or a string `enum`: the label picked by a stable hash of the text;
 - a JSON schema: a value of that shape built from the text (strings: the text's first capitalised word, or
-  its first word; integers: the text's length; booleans: the hash's parity; arrays: one item);
+  its first word; integers: the text's first integer, else its length; numbers: its first number, else its
+  length / 10; booleans: the hash's parity; arrays: one item);
 - anything else: `"echo: "` and the text's first twelve words.
 """
 
@@ -55,10 +56,12 @@ def value_for(schema: dict[str, Any], text: str) -> Any:
         return {name: value_for(sub, text) for name, sub in schema.get("properties", {}).items()}
     if kind == "array":
         return [value_for(schema.get("items", {"type": "string"}), text)]
+    numbers = re.findall(r"\d+(?:\.\d+)?", text)
     if kind == "integer":
-        return len(text)
+        whole = [n for n in numbers if "." not in n]
+        return int(whole[0]) if whole else len(text)
     if kind == "number":
-        return round(len(text) / 10, 1)
+        return float(numbers[0]) if numbers else round(len(text) / 10, 1)
     if kind == "boolean":
         return stable_hash(text) % 2 == 0
     if kind == "null":
