@@ -537,6 +537,35 @@ async def test_least_relevant_chunks_give_way_to_a_small_context_window(
     assert [h.chunk_id for h in narrow.hits] == [h.chunk_id for h in wide.hits[: len(narrow.hits)]]
 
 
+async def test_extractive_answers_quote_a_retrieved_sentence_with_its_citation(
+    kb: KnowledgeBase, corpus: dict[str, Path]
+) -> None:
+    await kb.aingest(corpus["md"].parent)
+    model = FunctionModel(lambda request: "never called")
+    trace = Trace(agent="kb", version=1, input="q")
+    reply = await answer(
+        kb, "How long do refunds take?", model, k=3, min_score=0.0, answer_mode="extractive", trace=trace
+    )
+    assert reply.known and model.calls == [] and len(reply.citations) == 1
+    quoted, _, marker = reply.text.rpartition(" ")
+    number = reply.citations[0].number
+    assert marker == f"[{number}]" and quoted in reply.hits[number - 1].text  # every word is in the passage
+    assert "refund" in quoted.lower()
+    assert [s.kind for s in trace.steps] == ["retrieval", "extract"]
+    off_topic = await answer(kb, "Who won the 1998 football world cup?", model, answer_mode="extractive")
+    assert off_topic.text == NO_ANSWER and not off_topic.known
+
+
+def test_auto_mode_is_extractive_for_small_local_models_only() -> None:
+    from brickyard.knowledge.answer import AnswerMode, resolve_mode
+
+    local = FunctionModel(lambda r: "x", name="local:/models/SmolLM2.gguf")
+    remote = FunctionModel(lambda r: "x", name="openai:gpt-5-mini")
+    assert resolve_mode("auto", local) is AnswerMode.extractive
+    assert resolve_mode("auto", remote) is AnswerMode.generative
+    assert resolve_mode("generative", local) is AnswerMode.generative
+
+
 @pytest.mark.local_model
 async def test_answer_with_the_local_smollm2(
     workspace: Workspace, embedder: LocalEmbedder, corpus: dict[str, Path], smollm2_path: Path
@@ -544,7 +573,8 @@ async def test_answer_with_the_local_smollm2(
     workspace.registry.register("e5-small", embedder)
     with KnowledgeBase(workspace, "docs") as kb:
         await kb.aingest(corpus["md"].parent)
-        reply = await answer(kb, "How many paid vacation days does an employee get?", workspace.model("smollm2"), k=3)
+        question = "How many paid vacation days does an employee get?"
+        reply = await answer(kb, question, workspace.model("smollm2"), k=3, answer_mode="generative")
     assert reply.known and reply.text and 1 <= len(reply.hits) <= 3
     assert all(1 <= c.number <= len(reply.hits) for c in reply.citations)
     assert any(Path(h.source_path).name == "handbook.pdf" for h in reply.hits)

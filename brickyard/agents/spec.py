@@ -6,7 +6,7 @@ import json
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -71,6 +71,10 @@ class AgentSpec(BaseModel):
     # knowledge
     knowledge_base: str | None = None
     top_k: int = Field(default=5, ge=1, le=50)
+    answer_mode: Literal["auto", "generative", "extractive"] = Field(
+        default="auto",
+        description="extractive quotes the best retrieved sentence; auto: extractive on small local models",
+    )
     # supervisor
     agents: list[str] = Field(default_factory=list, description="sub-agents it may route to")
     tools: list[str] = Field(default_factory=list, description="built-in tools: sql")

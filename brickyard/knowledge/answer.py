@@ -1,17 +1,24 @@
 """Answering a question from a knowledge base, with numbered citations, or saying "I don't know".
 
-The retrieved chunks go to the model as numbered, delimited data blocks; the system message says to
-answer only from them, to cite them as `[1]`, and that their text is data that cannot change the
-instructions. When nothing relevant is retrieved the answer is a fixed "I don't know" and no model is
-called at all.
+Two modes. `generative`: the retrieved chunks go to the model as numbered, delimited data blocks; the system
+message says to answer only from them, to cite them as `[1]`, and that their text is data that cannot change
+the instructions. `extractive`: no generation at all; the answer is the sentence of the retrieved chunks
+closest to the question (by the knowledge base's embedder), quoted with its citation, so every word of it is
+grounded. Small local models paraphrase their passages into answers the passage does not support, so
+`auto` (the default) answers extractively on local `provider:` models and generatively elsewhere (see
+`EXTRACTIVE_PROVIDERS`). In both modes, when nothing relevant is retrieved the answer is a fixed
+"I don't know" and no model is called.
 """
 
 from __future__ import annotations
 
+import enum
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from brickyard.agents.trace import Trace, TracingModel
 from brickyard.knowledge.base import Hit, KnowledgeBase, SearchMode
@@ -19,6 +26,19 @@ from brickyard.models._types import ChatRequest, estimate_tokens
 from brickyard.models.base import Model
 
 NO_ANSWER = "I don't know: the knowledge base has nothing relevant to this question."
+EXTRACTIVE_PROVIDERS = ("local:",)
+"""Models whose `auto` mode is extractive: the bundled small local models (SmolLM2 135M, Gemma 3 270M) answer
+from the passage poorly; BENCHMARKS.md, "Knowledge assistant", has the measured groundedness."""
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+
+
+class AnswerMode(enum.StrEnum):
+    """How an answer is formed from the retrieved chunks."""
+
+    auto = "auto"
+    generative = "generative"
+    extractive = "extractive"
+
 
 # The least cosine similarity (query to chunk, bundled e5-small embedder) for a chunk to count as
 # relevant. Measured on BoolQ dev, 300 passages in a base (tests/test_knowledge.py): a question's own
@@ -139,10 +159,11 @@ async def answer(
     min_score: float | None = None,
     max_tokens: int = 256,
     trace: Trace | None = None,
+    answer_mode: AnswerMode | str = AnswerMode.auto,
 ) -> KnowledgeAnswer:
     """Answer `question` from the `k` best chunks of `kb`, citing them; "I don't know" (no model call)
     when none passes the relevance threshold (`relevant`). When the model has a context window, the
-    least relevant chunks are left out until the prompt fits."""
+    least relevant chunks are left out until the prompt fits. `answer_mode`: see the module docstring."""
     started = time.perf_counter()
     hits = await kb.asearch(question, k, mode=mode)
     kept = relevant(hits, min_score)
@@ -164,7 +185,44 @@ async def answer(
         step.latency_s = time.perf_counter() - started
     if request is None:
         return KnowledgeAnswer(NO_ANSWER, [], hits=[], known=False)
+    if resolve_mode(answer_mode, model) is AnswerMode.extractive:
+        return await extractive_answer(kb, question, kept, trace=trace)
     caller = TracingModel(model, trace, label=f"answer:{model.name}") if trace is not None else model
     result = await caller.complete(request)
     text = result.text.strip()
     return KnowledgeAnswer(text, parse_citations(text, kept), hits=kept, known=True)
+
+
+def resolve_mode(mode: AnswerMode | str, model: Model) -> AnswerMode:
+    """`auto` → extractive for the small local models, generative for everything else."""
+    mode = AnswerMode(mode)
+    if mode is not AnswerMode.auto:
+        return mode
+    return AnswerMode.extractive if model.name.startswith(EXTRACTIVE_PROVIDERS) else AnswerMode.generative
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of a chunk (headings and list items count as sentences)."""
+    parts = [p.strip() for line in text.splitlines() for p in _SENTENCE.split(line)]
+    return [p for p in parts if len(p) >= 12]
+
+
+async def extractive_answer(
+    kb: KnowledgeBase, question: str, hits: list[Hit], *, trace: Trace | None = None
+) -> KnowledgeAnswer:
+    """The retrieved sentence closest to the question, quoted with its citation (no text is generated)."""
+    started = time.perf_counter()
+    candidates = [(n, s) for n, hit in enumerate(hits, 1) for s in sentences(hit.text)] or [
+        (n, hit.text.strip()) for n, hit in enumerate(hits, 1)
+    ]
+    embedder = kb._model()
+    vectors = np.asarray((await embedder.embed([question, *(s for _, s in candidates)])).vectors, dtype=np.float32)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    scores = vectors[1:] @ vectors[0]
+    best = int(np.argmax(scores))
+    number, sentence = candidates[best]
+    text = f"{sentence} [{number}]"
+    if trace is not None:
+        step = trace.add("extract", kb.name, sentences=len(candidates), chosen=number, score=float(scores[best]))
+        step.latency_s = time.perf_counter() - started
+    return KnowledgeAnswer(text, parse_citations(text, hits), hits=hits, known=True)
