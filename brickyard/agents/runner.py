@@ -9,14 +9,12 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from brickyard._errors import BrickyardError, UnknownEndpointError, UserError
 from brickyard.agents.spec import AgentKind, AgentSpec, Strategy
-from brickyard.agents.store import AgentStore
 from brickyard.agents.trace import Trace, TracingModel
 from brickyard.functions import classify, extract
 from brickyard.functions._rows import DATA_RULE, Demo, delimited, is_null
@@ -27,7 +25,8 @@ from brickyard.models.calls import ANONYMOUS, Call, Caller, Reply, answer_whole
 from brickyard.models.provider import NamespaceInfo
 from brickyard.workspace import Workspace
 
-AGENTS_DB = "agents.sqlite"
+if TYPE_CHECKING:
+    from brickyard.store.agents import AgentStore
 
 
 @dataclass
@@ -50,9 +49,10 @@ class Agents:
         self._wrap_model = wrap_model
         self._example_vectors: dict[str, np.ndarray] = {}
 
-    @cached_property
+    @property
     def store(self) -> AgentStore:
-        return AgentStore(self.workspace.path / AGENTS_DB)
+        """The workspace's agent store: shared by every `Agents` of the workspace, closed by `ws.aclose()`."""
+        return self.workspace.agent_store
 
     def create(self, spec: AgentSpec) -> int:
         """Save a spec; an existing agent gets a new version. Returns the version number."""
@@ -153,7 +153,7 @@ class Agents:
 
         assert spec.knowledge_base is not None
         kb = KnowledgeBase(self.workspace, spec.knowledge_base)
-        result = await answer(kb, text, model, k=spec.top_k, trace=trace)
+        result = await answer(kb, text, model, k=spec.top_k, trace=trace, answer_mode=spec.answer_mode)
         return {
             "answer": result.text,
             "citations": [dataclasses.asdict(c) for c in result.citations],
@@ -171,8 +171,7 @@ class Agents:
         return result.text
 
     def close(self) -> None:
-        if "store" in self.__dict__:
-            self.store.close()
+        """Nothing to release: the store belongs to the workspace (`ws.aclose()` closes it)."""
 
 
 def _single(values: list[Any], errors: list[str | None]) -> Any:

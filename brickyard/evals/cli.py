@@ -34,7 +34,7 @@ def dataset_create(
     from brickyard.evals.datasets import EvalDatasets
 
     ws = Workspace(workspace)
-    datasets = EvalDatasets(ws.path)
+    datasets = EvalDatasets(ws)
     try:
         dataset = datasets.create_from(
             name,
@@ -78,7 +78,7 @@ def dataset_synthesize(
     if source is not None:
         inputs = [str(r[input_column]) for r in read_rows(source, workspace_path=ws.path) if r.get(input_column)]
     cases = asyncio.run(run_and_close(ws, synthesize(ws, spec, teacher, n=n, inputs=inputs, seed=seed)))
-    datasets = EvalDatasets(ws.path)
+    datasets = EvalDatasets(ws)
     try:
         dataset = datasets.create(
             name, cases, source=f"synthetic:{teacher}", dev_fraction=dev_fraction, seed=seed, synthetic=True
@@ -96,7 +96,7 @@ def dataset_list(workspace: WorkspaceOpt = None) -> None:
     """Every evaluation set: latest version, split sizes, labels."""
     from brickyard.evals.datasets import EvalDatasets
 
-    datasets = EvalDatasets(Workspace(workspace).path)
+    datasets = EvalDatasets(Workspace(workspace))
     try:
         rows = datasets.summaries()
     finally:
@@ -125,7 +125,7 @@ def dataset_show(
     """A dataset's cases, dev split first."""
     from brickyard.evals.datasets import EvalDatasets
 
-    datasets = EvalDatasets(Workspace(workspace).path)
+    datasets = EvalDatasets(Workspace(workspace))
     try:
         dataset = datasets.get(name, version)
     finally:
@@ -146,7 +146,7 @@ def dataset_export(name: str, path: Path, version: int | None = None, workspace:
     """Write a dataset as JSONL (id, input, expected, split, metadata) for review and editing."""
     from brickyard.evals.datasets import EvalDatasets
 
-    datasets = EvalDatasets(Workspace(workspace).path)
+    datasets = EvalDatasets(Workspace(workspace))
     try:
         dataset = datasets.get(name, version)
     finally:
@@ -255,7 +255,7 @@ def eval_history(agent: str | None = None, workspace: WorkspaceOpt = None) -> No
     """Past evaluation runs, newest first."""
     from brickyard.evals.datasets import EvalDatasets
 
-    datasets = EvalDatasets(Workspace(workspace).path)
+    datasets = EvalDatasets(Workspace(workspace))
     try:
         runs = datasets.runs(agent)
     finally:

@@ -111,7 +111,7 @@ async def _tune(
     from brickyard.evals.datasets import EvalDatasets
 
     agents = Agents(ws)
-    datasets = EvalDatasets(ws.path)
+    datasets = EvalDatasets(ws)
     try:
         spec, _ = agents.store.get(agent)
         if spec.kind is not AgentKind.classify or not spec.labels or spec.multilabel:

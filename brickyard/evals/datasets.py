@@ -1,7 +1,8 @@
 """Evaluation sets: cases read from a file or a warehouse table, versioned in the workspace, split dev/test.
 
-Stored in `<workspace>/evals.sqlite` (WAL). Creating a set under an existing name makes a new version;
-the split is fixed by a seed, so a rerun evaluates the same test cases.
+Stored in `<workspace>/evals.sqlite` by the workspace's store (`Workspace.eval_store`, `brickyard.store.evals`).
+Creating a set under an existing name makes a new version; the split is fixed by a seed, so a rerun
+evaluates the same test cases.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ import builtins
 import csv
 import json
 import random
-import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,26 +19,10 @@ from typing import Any
 
 from brickyard._errors import MissingExtraError, UserError
 from brickyard.evals._types import Case
+from brickyard.store.evals import CaseRow, EvalStore
+from brickyard.workspace import EVALS_NAME, WAREHOUSE_NAME, Workspace
 
-EVALS_DB = "evals.sqlite"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS datasets (
-    name TEXT NOT NULL, version INTEGER NOT NULL, created REAL NOT NULL, source TEXT NOT NULL,
-    description TEXT NOT NULL DEFAULT '', seed INTEGER NOT NULL, dev_fraction REAL NOT NULL,
-    synthetic INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (name, version)
-);
-CREATE TABLE IF NOT EXISTS cases (
-    dataset TEXT NOT NULL, version INTEGER NOT NULL, position INTEGER NOT NULL, id TEXT NOT NULL,
-    split TEXT NOT NULL, input TEXT NOT NULL, expected TEXT, metadata TEXT NOT NULL,
-    PRIMARY KEY (dataset, version, position)
-);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY, agent TEXT NOT NULL, dataset TEXT NOT NULL, dataset_version INTEGER NOT NULL,
-    created REAL NOT NULL, record TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS runs_agent ON runs (agent, created);
-"""
+EVALS_DB = EVALS_NAME
 
 
 @dataclass
@@ -123,7 +106,7 @@ def _table_rows(table: str, workspace_path: Path | None) -> list[dict[str, Any]]
         import duckdb
     except ImportError:
         raise MissingExtraError("duckdb", "sql") from None
-    database = workspace_path / "warehouse.duckdb"
+    database = workspace_path / WAREHOUSE_NAME
     if not database.exists():
         raise UserError(f"the workspace has no warehouse, so there is no table `{table}`. Fix: `brickyard load`")
     with duckdb.connect(str(database), read_only=True) as con:
@@ -183,19 +166,19 @@ def _decoded(value: Any) -> Any:
 
 
 class EvalDatasets:
-    """The workspace's evaluation sets and evaluation runs (`evals.sqlite`)."""
+    """The workspace's evaluation sets and evaluation runs, kept in its `eval_store` (`evals.sqlite`).
 
-    def __init__(self, workspace_path: Path) -> None:
-        self.workspace_path = workspace_path
-        workspace_path.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            workspace_path / EVALS_DB, timeout=30.0, check_same_thread=False, isolation_level=None
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        with self._lock:
-            self._db.executescript(_SCHEMA)
+    Given a `Workspace`, its store is used and the workspace closes it (`ws.aclose()`; `close()` here
+    leaves it open). Given a workspace folder (older callers), a store of its own is opened and `close()`
+    closes it.
+    """
+
+    def __init__(self, workspace: Workspace | Path) -> None:
+        if isinstance(workspace, Workspace):
+            self.workspace_path, self.store, self._owns_store = workspace.path, workspace.eval_store, False
+        else:
+            self.workspace_path = Path(workspace)
+            self.store, self._owns_store = EvalStore(self.workspace_path / EVALS_DB), True
 
     def create(
         self,
@@ -218,28 +201,21 @@ class EvalDatasets:
             raise UserError("case ids must be unique. Fix: choose an id column with unique values")
         dev, test = split_cases(cases, dev_fraction=dev_fraction, seed=seed)
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                (latest,) = self._db.execute(
-                    "SELECT COALESCE(MAX(version), 0) FROM datasets WHERE name = ?", (name,)
-                ).fetchone()
-                version = int(latest) + 1
-                self._db.execute(
-                    "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (name, version, now, source, description, seed, dev_fraction, int(synthetic)),
-                )
-                self._db.executemany(
-                    "INSERT INTO cases VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (name, version, i, c.id, split, c.input, json.dumps(c.expected), json.dumps(c.metadata))
-                        for i, (c, split) in enumerate([*((c, "dev") for c in dev), *((c, "test") for c in test)])
-                    ],
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        rows = [
+            CaseRow(c.id, split, c.input, c.expected, c.metadata)
+            for split, part in (("dev", dev), ("test", test))
+            for c in part
+        ]
+        version = self.store.add_version(
+            name,
+            rows,
+            created=now,
+            source=source,
+            description=description,
+            seed=seed,
+            dev_fraction=dev_fraction,
+            synthetic=synthetic,
+        )
         return Dataset(name, version, source, seed, dev_fraction, dev, test, description, synthetic, now)
 
     def create_from(
@@ -265,56 +241,44 @@ class EvalDatasets:
 
     def get(self, name: str, version: int | None = None) -> Dataset:
         """A dataset version (the latest when `version` is None)."""
-        row = self._db.execute(
-            "SELECT version, created, source, description, seed, dev_fraction, synthetic FROM datasets "
-            "WHERE name = ? AND (? IS NULL OR version = ?) ORDER BY version DESC LIMIT 1",
-            (name, version, version),
-        ).fetchone()
+        row = self.store.version(name, version)
         if row is None:
             known = ", ".join(self.names()) or "none yet"
             which = f"version {version} of " if version is not None else ""
             raise UserError(f"no {which}dataset `{name}` (known: {known}). Fix: `brickyard eval dataset create`")
-        number, created, source, description, seed, dev_fraction, synthetic = row
-        dataset = Dataset(name, number, source, seed, dev_fraction, [], [], description, bool(synthetic), created)
-        for case_id, split, text, expected, metadata in self._db.execute(
-            "SELECT id, split, input, expected, metadata FROM cases "
-            "WHERE dataset = ? AND version = ? ORDER BY position",
-            (name, number),
-        ):
-            case = Case(id=case_id, input=text, expected=json.loads(expected), metadata=json.loads(metadata))
-            (dataset.dev if split == "dev" else dataset.test).append(case)
+        dataset = Dataset(
+            name,
+            row.version,
+            row.source,
+            row.seed,
+            row.dev_fraction,
+            [],
+            [],
+            row.description,
+            row.synthetic,
+            row.created,
+        )
+        for stored in self.store.cases(name, row.version):
+            case = Case(id=stored.id, input=stored.input, expected=stored.expected, metadata=stored.metadata)
+            (dataset.dev if stored.split == "dev" else dataset.test).append(case)
         return dataset
 
     def names(self) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT DISTINCT name FROM datasets ORDER BY name")]
+        return self.store.names()
 
     def summaries(self) -> list[dict[str, Any]]:
         """One row per dataset: latest version, case counts, whether labelled or synthetic."""
-        rows = self._db.execute(
-            "SELECT d.name, d.version, d.created, d.source, d.synthetic, "
-            "SUM(c.split = 'dev'), SUM(c.split = 'test'), SUM(c.expected = 'null') "
-            "FROM datasets d JOIN cases c ON c.dataset = d.name AND c.version = d.version "
-            "WHERE d.version = (SELECT MAX(version) FROM datasets x WHERE x.name = d.name) "
-            "GROUP BY d.name, d.version ORDER BY d.name"
-        ).fetchall()
-        keys = ("name", "version", "created", "source", "synthetic", "dev", "test", "unlabelled")
-        return [dict(zip(keys, row, strict=True)) for row in rows]
+        return self.store.summaries()
 
     # -- evaluation runs ------------------------------------------------------------------------
     def save_run(self, run_id: str, agent: str, dataset: str, dataset_version: int, record: dict[str, Any]) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, agent, dataset, dataset_version, time.time(), json.dumps(record, default=str)),
-            )
+        self.store.save_run(run_id, agent, dataset, dataset_version, record)
 
     def runs(self, agent: str | None = None) -> builtins.list[dict[str, Any]]:
         """Stored evaluation run records, newest first."""
-        rows = self._db.execute(
-            "SELECT record FROM runs WHERE (? IS NULL OR agent = ?) ORDER BY created DESC", (agent, agent)
-        ).fetchall()
-        return [json.loads(r[0]) for r in rows]
+        return self.store.runs(agent)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        """Close the store if this object opened it (from a folder path); a workspace closes its own."""
+        if self._owns_store:
+            self.store.close()

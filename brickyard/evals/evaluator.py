@@ -123,7 +123,7 @@ async def evaluate(
     policy = policy or Policy()
     agents = Agents(workspace)
     spec, version = agents.store.get(agent)
-    datasets = EvalDatasets(workspace.path)
+    datasets = EvalDatasets(workspace)
     try:
         dataset = datasets.get(dataset_name, dataset_version)
         chosen_candidates = candidates_for(workspace, spec, dataset, candidates, k=k, variants=variants)
@@ -206,7 +206,7 @@ async def estimate(
     sink: list[tuple[str, ChatRequest]] = []
     agents = Agents(workspace, wrap_model=lambda name, model: _Recorder(model, name, sink))
     spec, _ = agents.store.get(agent)
-    datasets = EvalDatasets(workspace.path)
+    datasets = EvalDatasets(workspace)
     try:
         dataset = datasets.get(dataset_name)
         chosen = candidates_for(workspace, spec, dataset, candidates, k=k)
@@ -283,7 +283,7 @@ async def rerun(
     Answers already seen come from the response cache, so only new candidates cost calls. Returns the
     new evaluation and `{"previous": id, "now": id, "changed": bool, "new_candidates": [...]}`.
     """
-    datasets = EvalDatasets(workspace.path)
+    datasets = EvalDatasets(workspace)
     try:
         runs = datasets.runs(agent)
     finally:
@@ -294,7 +294,7 @@ async def rerun(
     previous = [c["id"] for c in last["candidates"]]
     old_endpoints = {c["endpoint"] for c in last["candidates"]}
     added = [e for e in usable_chat_endpoints(workspace) if e not in old_endpoints]
-    agents, datasets = Agents(workspace), EvalDatasets(workspace.path)
+    agents, datasets = Agents(workspace), EvalDatasets(workspace)
     try:
         spec, _ = agents.store.get(agent)
         dataset = datasets.get(last["dataset"]["name"], last["dataset"]["version"])

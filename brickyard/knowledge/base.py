@@ -42,7 +42,6 @@ from brickyard.workspace import Workspace
 
 T = TypeVar("T")
 
-WAREHOUSE_NAME = "warehouse.duckdb"  # the same file as `brickyard.sql.duckdb.connect(workspace)`
 EMBED_BATCH = 32  # texts per embedding call
 FLUSH_CHUNKS = 256  # chunks embedded and written together
 RRF_K = 60  # the reciprocal rank fusion constant of Cormack et al. (2009)
@@ -209,7 +208,7 @@ class KnowledgeBase:
             except ImportError as exc:
                 raise MissingExtraError("duckdb", "sql") from exc
             workspace.path.mkdir(parents=True, exist_ok=True)
-            con = duckdb.connect(str(workspace.path / WAREHOUSE_NAME))
+            con = duckdb.connect(str(workspace.warehouse_path))  # the file `brickyard.sql.duckdb.connect` opens
         self.con = getattr(con, "duckdb", con)
         load_extensions(self.con)
         self.con.execute("SET hnsw_enable_experimental_persistence = true")

@@ -13,9 +13,8 @@ from typing import Any
 from brickyard._errors import MissingExtraError
 from brickyard.sql.binding import FunctionBinding
 from brickyard.store.payloads import register_view as register_payloads_view
+from brickyard.workspace import WAREHOUSE_NAME as WAREHOUSE_NAME  # the file name, for old imports
 from brickyard.workspace import Workspace
-
-WAREHOUSE_NAME = "warehouse.duckdb"
 
 MACROS = """
 CREATE OR REPLACE MACRO ai_query(endpoint, request, returnType := NULL, modelParameters := NULL,
@@ -75,7 +74,7 @@ def connect(
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     if database is None:
         ws.path.mkdir(parents=True, exist_ok=True)
-        database = ws.path / WAREHOUSE_NAME
+        database = ws.warehouse_path
     con = duckdb.connect(str(database), read_only=read_only)
     binding = FunctionBinding(ws, progress=progress, max_cost_usd=max_cost_usd, dry_run=dry_run)
     register(con, binding)

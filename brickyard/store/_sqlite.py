@@ -1,4 +1,4 @@
-"""SQLite plumbing shared by the ledger and its budget tables: connections and the lock-retry loop."""
+"""SQLite plumbing shared by the ledger, its budget tables and the feature files: connections, lock retries."""
 
 from __future__ import annotations
 
@@ -17,6 +17,19 @@ def connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
     db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
+def open_file(path: Path) -> sqlite3.Connection:
+    """A feature's own SQLite file (agents, evaluations): WAL, busy timeout, usable from any thread.
+
+    Autocommit (`isolation_level=None`): callers open write transactions with `BEGIN IMMEDIATE` themselves,
+    and guard the connection with a lock of their own.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     return db
 
 
