@@ -14,7 +14,6 @@ from brickyard.agents.trace import Trace
 if TYPE_CHECKING:
     from brickyard.agents.runner import Agents
 
-WAREHOUSE_NAME = "warehouse.duckdb"
 
 
 def tools_for(agents: Agents, spec: AgentSpec) -> list[Tool]:
@@ -26,7 +25,7 @@ def tools_for(agents: Agents, spec: AgentSpec) -> list[Tool]:
             raise UserError(f"supervisor {spec.name} cannot route to another supervisor ({name})")
         tools.append(FunctionTool(name, sub.description or f"{sub.kind.value} agent {name}", _runner(agents, name)))
     if "sql" in spec.tools:
-        database = agents.workspace.path / WAREHOUSE_NAME
+        database = agents.workspace.warehouse_path
         tools.append(SQLToolAdapter(SQLTool(database, spec.tables, agents.model_for(spec))))
     return tools
 

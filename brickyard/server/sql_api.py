@@ -30,7 +30,7 @@ from brickyard.models.budget import CallerModel
 from brickyard.models.calls import Caller
 from brickyard.models.registry import Registry, Surface, Target
 from brickyard.server.errors import APIError
-from brickyard.sql.duckdb import MACROS, WAREHOUSE_NAME, connect
+from brickyard.sql.duckdb import MACROS, connect
 from brickyard.workspace import Workspace
 
 AI_FUNCTIONS = frozenset(re.findall(r"CREATE OR REPLACE MACRO (\w+)\(", MACROS)) - {"vector_search"}
@@ -92,7 +92,7 @@ def run_sql(
     """Check and run one query (blocking; call it in a thread) with every AI call made for `caller`."""
     import duckdb
 
-    path = workspace.path / WAREHOUSE_NAME
+    path = workspace.warehouse_path
     if not path.exists():
         raise APIError(400, "the workspace has no warehouse yet. Fix: load a table (brickyard load FILE TABLE)")
     # always capped, so the query's spend is counted (a cap this large refuses nothing)
