@@ -1,16 +1,23 @@
-"""`ai_classify` and `ai_analyze_sentiment`: labels from a fixed set, the model constrained to the set.
+"""`ai_classify` and `ai_analyze_sentiment`: labels from a fixed set, scored or constrained to the set.
 
-Local models get a grammar that admits only the labels; models with structured outputs get a JSON
-schema with an enum; others get plain text matched back to a label. Text is delimited as data.
+Single-label classification on a model that reports log-probabilities scores every label (the probability
+of its first token after the prompt) and calibrates the scores against content-free inputs, so a small
+model's bias toward one label does not decide the answer (see `_scoring`); each row gets a confidence.
+Where scoring cannot apply (multi-label, reasoning, too many labels, labels that begin alike, no
+log-probabilities, or a row whose labels are not among the likely tokens) the label is generated instead:
+local models get a grammar that admits only the labels; models with structured outputs get a JSON schema
+with an enum; others get plain text matched back to a label. Text is delimited as data.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from brickyard._errors import InvalidRequestError, MalformedResponseError
+from brickyard.functions import _scoring
 from brickyard.functions._rows import DATA_RULE, Demo, Outcome, data_requests, run_rows
 from brickyard.models._types import ChatRequest, ChatResult
 from brickyard.models.base import Model
@@ -173,6 +180,24 @@ def parse_labels(result: ChatResult, labels: Labels | str) -> list[str]:
     return [label for label in mapping if label.lower() in chosen]
 
 
+@dataclass
+class Classification(Outcome[Any]):
+    """An `Outcome` of `classify` with, per row, how its label was found and how sure it is.
+
+    `mechanisms[i]` is "scored" (calibrated label scores), "scored-uncalibrated" or "generated" (None for a
+    NULL row); `confidences[i]` the chosen label's probability (calibrated when scored; the model's own
+    confidence, if it gives one, when generated); `notes[i]` why a row was generated or left uncalibrated;
+    `probabilities[i]` every label's probability for a scored row; `prior` the content-free distribution
+    (p_cf) used for calibration.
+    """
+
+    mechanisms: list[str | None] = field(default_factory=list)
+    confidences: list[float | None] = field(default_factory=list)
+    notes: list[str | None] = field(default_factory=list)
+    probabilities: list[dict[str, float] | None] = field(default_factory=list)
+    prior: dict[str, float] | None = None
+
+
 async def classify(
     texts: Sequence[str | None],
     labels: Labels | str,
@@ -184,41 +209,164 @@ async def classify(
     progress: bool | None = None,
     demos: Sequence[Sequence[Demo]] | None = None,
     reasoning: bool = False,
-) -> Outcome[Any]:
+    scoring: bool | None = None,
+    calibrate: bool = True,
+) -> Classification:
     """`ai_classify` over a list: a label per text (a list of labels when `multilabel`).
 
     `demos` (one list per text) are few-shot demonstrations; `reasoning` asks for a chain of thought first.
+    `scoring` chooses the mechanism for single-label classification: None scores labels whenever the model
+    and the label set allow it, False always generates, True scores where possible (as None).
+    `calibrate=False` skips the content-free calibration of scores.
     """
-    requests = classify_requests(
-        texts,
-        labels,
-        model=model,
-        instructions=instructions,
-        multilabel=multilabel,
-        tag=tag,
-        demos=demos,
-        reasoning=reasoning,
-    )
     mapping = label_map(labels)
+    n = len(texts)
+    result = Classification([None] * n, [None] * n, [], [None] * n, [None] * n, [None] * n, [None] * n)
     if multilabel:
-        return await run_rows("ai_classify", model, requests, lambda r: parse_labels(r, mapping), progress=progress)
-    outcome = await run_rows("ai_classify", model, requests, lambda r: parse_label(r, mapping), progress=progress)
-    again = [i for i, e in enumerate(outcome.errors) if e is not None and "starts several labels" in e]
+        requests = classify_requests(
+            texts, mapping, model=model, instructions=instructions, multilabel=True, tag=tag, demos=demos
+        )
+        outcome = await run_rows("ai_classify", model, requests, lambda r: parse_labels(r, mapping), progress=progress)
+        result.values, result.errors, result.reports = outcome.values, outcome.errors, outcome.reports
+        result.mechanisms = ["generated" if r is not None else None for r in requests]
+        return result
+    generate = list(range(n))
+    why: str | None = None
+    if scoring is not False and not reasoning:
+        why = _scoring.unscorable(list(mapping), logprobs=model.supports_logprobs)
+        if why is None:
+            generate = await _score_rows(result, texts, mapping, model, instructions, tag, progress, demos, calibrate)
+    if generate:
+        await _generate_rows(result, texts, generate, mapping, model, instructions, tag, progress, demos, reasoning)
+        if why is not None and scoring is not False and not reasoning:
+            for i in generate:
+                if result.mechanisms[i] is not None:
+                    result.notes[i] = f"generated: {why}"
+    return result
+
+
+async def _score_rows(
+    result: Classification,
+    texts: Sequence[str | None],
+    mapping: dict[str, str],
+    model: Model,
+    instructions: str | None,
+    tag: str | None,
+    progress: bool | None,
+    demos: Sequence[Sequence[Demo]] | None,
+    calibrate: bool,
+) -> list[int]:
+    """Score every row's labels into `result`; returns the rows to generate instead (with their note set)."""
+    labels = list(mapping)
+    base = classify_requests(texts, mapping, model=model, instructions=instructions, tag=tag, demos=demos)
+    wide = model.supports_grammar  # llama.cpp: more alternatives and an answer prefix (see `_scoring`)
+    requests = [None if r is None else _scoring.scoring_request(r, wide=wide) for r in base]
+    templates: dict[str, list[ChatRequest]] = {}
+    if calibrate:
+        for request in requests:
+            if request is not None:
+                key = _template_key(request)
+                if key not in templates and len(templates) <= MAX_PRIORS:
+                    templates[key] = _scoring.content_free_requests(request)
+    calibrated = calibrate and len(templates) <= MAX_PRIORS
+    extra = [r for key in templates for r in templates[key]] if calibrated else []
+    outcome = await run_rows("ai_classify", model, requests, lambda r: _scoring.score(r, labels), progress=progress)
+    result.reports.extend(outcome.reports)
+    priors: dict[str, tuple[float, ...] | None] = {}
+    if extra:  # the content-free inputs, after the rows (so the rows' report comes first)
+        free = await run_rows("ai_classify", model, extra, lambda r: _scoring.score(r, labels), progress=False)
+        result.reports.extend(free.reports)
+        size = len(_scoring.CONTENT_FREE)
+        for k, key in enumerate(templates):
+            found = free.values[k * size : (k + 1) * size]
+            priors[key] = _scoring.prior([s.probabilities if s else None for s in found], len(labels))
+    n = len(requests)
+    if len(priors) == 1 and (only := next(iter(priors.values()))) is not None:
+        result.prior = dict(_scoring.as_mapping(only, labels))
+    generate = []
+    for i in range(n):
+        request, scored = requests[i], outcome.values[i]
+        if request is None:
+            continue
+        if outcome.errors[i] is not None:
+            result.errors[i] = outcome.errors[i]
+            continue
+        assert scored is not None
+        if scored.probabilities is None:
+            generate.append(i)
+            result.notes[i] = f"generated: {scored.note}"
+            continue
+        p_cf = priors.get(_template_key(request)) if calibrated else None
+        p = _scoring.calibrate(scored.probabilities, p_cf)
+        label, confidence = _scoring.choose(p, labels)
+        result.values[i], result.confidences[i] = label, confidence
+        result.probabilities[i] = dict(_scoring.as_mapping(p, labels))
+        result.mechanisms[i] = "scored" if p_cf is not None else "scored-uncalibrated"
+        if calibrate and p_cf is None:
+            result.notes[i] = (
+                "uncalibrated: the demonstrations differ between too many rows"
+                if not calibrated
+                else "uncalibrated: the content-free inputs could not be scored"
+            )
+    return generate
+
+
+MAX_PRIORS = 8
+"""Distinct prompts (rows with different demonstrations) calibrated in one call; beyond, scores stay raw."""
+
+
+def _template_key(request: ChatRequest) -> str:
+    """The prompt without the row's text: rows with the same key share one content-free prior."""
+    return json.dumps(_scoring.content_free_requests(request)[0].messages, sort_keys=True, default=str)
+
+
+async def _generate_rows(
+    result: Classification,
+    texts: Sequence[str | None],
+    rows: list[int],
+    mapping: dict[str, str],
+    model: Model,
+    instructions: str | None,
+    tag: str | None,
+    progress: bool | None,
+    demos: Sequence[Sequence[Demo]] | None,
+    reasoning: bool,
+) -> None:
+    """Generate the label of `rows` (constrained to the labels) into `result`."""
+
+    def parse(r: ChatResult) -> tuple[str, float | None]:
+        return parse_label(r, mapping), r.confidence
+
+    def subset(rows: list[int]) -> tuple[list[str | None], list[Sequence[Demo]] | None]:
+        return [texts[i] for i in rows], [demos[i] for i in rows] if demos is not None else None
+
+    sub_texts, sub_demos = subset(rows)
+    requests = classify_requests(
+        sub_texts, mapping, model=model, instructions=instructions, tag=tag, demos=sub_demos, reasoning=reasoning
+    )
+    outcome = await run_rows("ai_classify", model, requests, parse, progress=progress)
+    again = [rows[j] for j, e in enumerate(outcome.errors) if e is not None and "starts several labels" in e]
+    parts = [(rows, requests, outcome)]
     if again:
+        again_texts, again_demos = subset(again)
         full = classify_requests(
-            [texts[i] for i in again],
+            again_texts,
             mapping,
             model=model,
             instructions=instructions,
             tag=tag,
             first_token_only=False,
-            demos=[demos[i] for i in again] if demos is not None else None,
+            demos=again_demos,
         )
-        retry = await run_rows("ai_classify", model, full, lambda r: parse_label(r, mapping), progress=progress)
-        for i, value, error in zip(again, retry.values, retry.errors, strict=True):
-            outcome.values[i], outcome.errors[i] = value, error
-        outcome.reports.extend(retry.reports)
-    return outcome
+        parts.append((again, full, await run_rows("ai_classify", model, full, parse, progress=progress)))
+    for part_rows, part_requests, part in parts:
+        result.reports.extend(part.reports)
+        for i, request, value, error in zip(part_rows, part_requests, part.values, part.errors, strict=True):
+            if request is None:
+                continue
+            result.mechanisms[i] = "generated"
+            result.values[i], result.errors[i] = (value[0], None) if value is not None else (None, error)
+            result.confidences[i] = value[1] if value is not None else None
 
 
 async def analyze_sentiment(

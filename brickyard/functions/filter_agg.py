@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from brickyard._errors import InvalidRequestError
-from brickyard.functions._rows import DATA_RULE, Outcome, data_requests, is_null, run_rows
-from brickyard.functions.classify import classify
+from brickyard.functions._rows import DATA_RULE, data_requests, is_null, run_rows
+from brickyard.functions.classify import Classification, classify
 from brickyard.models._types import estimate_tokens
 from brickyard.models.base import Model
 
@@ -21,20 +21,32 @@ async def filter_(
     *,
     tag: str | None = None,
     progress: bool | None = None,
-) -> Outcome[bool]:
-    """`ai_filter(predicate, content)`: True when the content satisfies the predicate."""
+    scoring: bool | None = None,
+    calibrate: bool = True,
+) -> Classification:
+    """`ai_filter(predicate, content)`: True when the content satisfies the predicate.
+
+    A two-label classification (yes/no) on the same path as `classify`: scored and calibrated where the
+    model allows it, each row with the confidence of its answer.
+    """
     if is_null(predicate) or not str(predicate).strip():
         raise InvalidRequestError("ai_filter: the predicate is empty. Fix: pass a condition such as 'is a complaint'")
+    # Scored, the answer words are "yes"/"no" (the likeliest answer tokens of a small model); generated,
+    # "true"/"false" as before.
+    yes, no = ("yes", "no") if scoring is not False and model.supports_logprobs else ("true", "false")
     outcome = await classify(
         texts,
-        {"true": "the text satisfies the condition", "false": "the text does not satisfy the condition"},
+        {yes: "the text satisfies the condition", no: "the text does not satisfy the condition"},
         model,
-        instructions=f"Condition: {predicate}. Answer true if the text satisfies the condition, else false.",
+        instructions=f"Condition: {predicate}. Answer {yes} if the text satisfies the condition, else {no}.",
         tag=tag,
         progress=progress,
+        scoring=scoring,
+        calibrate=calibrate,
     )
-    errors = [e.replace("ai_classify", "ai_filter") if e else e for e in outcome.errors]
-    return Outcome([None if v is None else v == "true" for v in outcome.values], errors, outcome.reports)
+    outcome.errors = [e.replace("ai_classify", "ai_filter") if e else e for e in outcome.errors]
+    outcome.values = [None if v is None else v == yes for v in outcome.values]
+    return outcome
 
 
 def _chunks(texts: Sequence[str], budget: int) -> list[list[str]]:
