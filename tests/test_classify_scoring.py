@@ -54,7 +54,7 @@ def biased(request: ChatRequest) -> Any:
 
 def scoring_model(fn: Any) -> FunctionModel:
     model = FunctionModel(fn)
-    model.supports_logprobs = True
+    model.supports_logprobs = model.supports_grammar = True  # as llama.cpp
     return model
 
 
@@ -75,10 +75,10 @@ async def test_calibration_removes_a_constant_bias() -> None:
     assert calibrated.confidences[0] == pytest.approx(0.7) and calibrated.confidences[1] == pytest.approx(0.7)
     assert calibrated.probabilities[1] == pytest.approx({"positive": 0.3, "negative": 0.7})
     assert calibrated.errors == [None] * 5 and calibrated.notes == [None] * 5
-    # 4 rows + 3 content-free inputs, each one token with its alternatives, no grammar
+    # 4 rows + 3 content-free inputs, each one token with its alternatives after the answer prefix
     assert len(model.calls) == 4 + len(_scoring.CONTENT_FREE)
-    assert all(r.max_tokens == 1 and r.logprobs and r.top_logprobs == 20 for r in model.calls)
-    assert all("grammar" not in r.extra and r.json_schema is None for r in model.calls)
+    assert all(r.max_tokens == 1 and r.logprobs and r.extra["top_logprobs"] == 400 for r in model.calls)
+    assert all(r.messages[-1] == {"role": "assistant", "content": "Label:"} for r in model.calls)
     assert {row_text(r) for r in model.calls[4:]} == {
         "<text>\nN/A\n</text>",
         "<text>\n\n</text>",
@@ -150,6 +150,10 @@ async def test_a_model_without_logprobs_generates_and_says_so() -> None:
     outcome = await classify(["x"], ["fresh", "rotten"], FunctionModel(lambda r: {"label": "fresh"}), progress=False)
     assert outcome.values == ["fresh"] and outcome.mechanisms == ["generated"]
     assert outcome.notes == ["generated: the model reports no log-probabilities"]
+    logprobs_only = FunctionModel(lambda r: {"label": "fresh"})
+    logprobs_only.supports_logprobs = True  # e.g. a remote endpoint: no answer prefix, 20 alternatives at most
+    remote = await classify(["x"], ["fresh", "rotten"], logprobs_only, progress=False)
+    assert remote.notes == ["generated: label scoring runs on llama.cpp endpoints only"]
     forced = await classify(["x"], ["fresh", "rotten"], scoring_model(lambda r: {"label": "fresh"}), scoring=False)
     assert forced.mechanisms == ["generated"] and forced.notes == [None]
 

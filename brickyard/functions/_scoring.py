@@ -8,9 +8,11 @@ then calibrated (Zhao et al. 2021, "Calibrate before use"): the same prompt on c
 p / p_cf renormalised, so a constant bias toward one label no longer decides the answer. The chosen
 label's calibrated probability is the row's confidence.
 
-llama.cpp reports log-probabilities from the raw logits, before any grammar, so scoring requests carry
-no grammar; on llama.cpp (a model with `supports_grammar`) more than the OpenAI limit of 20 alternatives
-are asked for, since a very small model may put its label tokens below the top 20.
+llama.cpp reports log-probabilities from the raw logits, before any grammar (checked: the same top tokens
+with and without it), so the label grammar stays on the scoring request only so that endpoints that route
+classification requests by their label set (cascades) still recognise it; the scores never rely on it.
+Scoring runs on llama.cpp endpoints (`supports_logprobs` and `supports_grammar`), which also allow more
+than the OpenAI limit of 20 alternatives: a very small model may put its label tokens below the top 20.
 """
 
 from __future__ import annotations
@@ -45,12 +47,16 @@ class Scored:
 
     probabilities: tuple[float, ...] | None
     note: str | None = None
+    own: bool = False
+    """The model states its own confidence (an embedding classifier): its probabilities are not recalibrated."""
 
 
-def unscorable(labels: Sequence[str], *, logprobs: bool) -> str | None:
+def unscorable(labels: Sequence[str], *, logprobs: bool, grammar: bool = True) -> str | None:
     """Why a label set cannot be scored on this model (None when it can)."""
     if not logprobs:
         return "the model reports no log-probabilities"
+    if not grammar:
+        return "label scoring runs on llama.cpp endpoints only"
     if len(labels) > MAX_SCORED_LABELS:
         return f"more than {MAX_SCORED_LABELS} labels"
     keys = [" ".join(label.lower().split()) for label in labels]
@@ -63,8 +69,8 @@ def unscorable(labels: Sequence[str], *, logprobs: bool) -> str | None:
 
 
 def scoring_request(request: ChatRequest, *, wide: bool) -> ChatRequest:
-    """The request of a label-generation prompt turned into a one-token scoring request (no grammar)."""
-    extra = {k: v for k, v in request.extra.items() if k != "grammar"}
+    """The request of a label-generation prompt turned into a one-token scoring request."""
+    extra = dict(request.extra)
     messages = list(request.messages)
     if wide:  # llama.cpp: more alternatives, and the answer started so the next token is the label
         extra["top_logprobs"] = WIDE_TOP_LOGPROBS
@@ -127,7 +133,7 @@ def score(result: ChatResult, labels: Sequence[str]) -> Scored:
     if shared > max(mass):
         return Scored(None, AMBIGUOUS)
     floor = 0.5 * math.exp(min(top.values()))
-    return Scored(normalise([m if m > 0 else floor for m in mass]))
+    return Scored(normalise([m if m > 0 else floor for m in mass]), own=result.confidence is not None)
 
 
 def normalise(values: Sequence[float]) -> tuple[float, ...]:

@@ -233,7 +233,7 @@ async def classify(
     generate = list(range(n))
     why: str | None = None
     if scoring is not False and not reasoning:
-        why = _scoring.unscorable(list(mapping), logprobs=model.supports_logprobs)
+        why = _scoring.unscorable(list(mapping), logprobs=model.supports_logprobs, grammar=model.supports_grammar)
         if why is None:
             generate = await _score_rows(result, texts, mapping, model, instructions, tag, progress, demos, calibrate)
     if generate:
@@ -259,8 +259,7 @@ async def _score_rows(
     """Score every row's labels into `result`; returns the rows to generate instead (with their note set)."""
     labels = list(mapping)
     base = classify_requests(texts, mapping, model=model, instructions=instructions, tag=tag, demos=demos)
-    wide = model.supports_grammar  # llama.cpp: more alternatives and an answer prefix (see `_scoring`)
-    requests = [None if r is None else _scoring.scoring_request(r, wide=wide) for r in base]
+    requests = [None if r is None else _scoring.scoring_request(r, wide=True) for r in base]
     templates: dict[str, list[ChatRequest]] = {}
     if calibrate:
         for request in requests:
@@ -296,13 +295,15 @@ async def _score_rows(
             generate.append(i)
             result.notes[i] = f"generated: {scored.note}"
             continue
-        p_cf = priors.get(_template_key(request)) if calibrated else None
+        p_cf = priors.get(_template_key(request)) if calibrated and not scored.own else None
         p = _scoring.calibrate(scored.probabilities, p_cf)
         label, confidence = _scoring.choose(p, labels)
         result.values[i], result.confidences[i] = label, confidence
         result.probabilities[i] = dict(_scoring.as_mapping(p, labels))
         result.mechanisms[i] = "scored" if p_cf is not None else "scored-uncalibrated"
-        if calibrate and p_cf is None:
+        if scored.own:
+            result.notes[i] = "uncalibrated: the model's own class probabilities"
+        elif calibrate and p_cf is None:
             result.notes[i] = (
                 "uncalibrated: the demonstrations differ between too many rows"
                 if not calibrated
