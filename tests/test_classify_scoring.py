@@ -63,12 +63,12 @@ TEXTS = ["a good film", "a bad film", None, "so good", "so bad"]
 
 async def test_calibration_removes_a_constant_bias() -> None:
     model = scoring_model(biased)
-    raw = await classify(TEXTS, ["positive", "negative"], model, progress=False, calibrate=False)
+    raw = await classify(TEXTS, ["positive", "negative"], model, progress=False, calibrate=False, scoring=True)
     assert raw.values == ["positive", "positive", None, "positive", "positive"]  # the bias decides
     assert raw.mechanisms == ["scored-uncalibrated", "scored-uncalibrated", None] + ["scored-uncalibrated"] * 2
 
     model = scoring_model(biased)
-    calibrated = await classify(TEXTS, ["positive", "negative"], model, progress=False)
+    calibrated = await classify(TEXTS, ["positive", "negative"], model, progress=False, scoring=True)
     assert calibrated.values == ["positive", "negative", None, "positive", "negative"]  # the content decides
     assert calibrated.mechanisms == ["scored", "scored", None, "scored", "scored"]
     assert calibrated.prior == pytest.approx({"positive": 0.8, "negative": 0.2})
@@ -126,7 +126,7 @@ def generating(label: str) -> Any:
 )
 async def test_label_sets_that_cannot_be_scored_are_generated_with_a_note(labels: list[str], note: str) -> None:
     model = scoring_model(generating(labels[1]))
-    outcome = await classify(["one", None, "two"], labels, model, progress=False)
+    outcome = await classify(["one", None, "two"], labels, model, progress=False, scoring=True)
     assert outcome.values == [labels[1], None, labels[1]] and outcome.errors == [None] * 3
     assert outcome.mechanisms == ["generated", None, "generated"]
     assert outcome.notes == [note, None, note]
@@ -140,19 +140,21 @@ async def test_a_row_whose_labels_are_not_among_the_alternatives_is_generated() 
             return scored_answer({"The": 0.5, "A": 0.2})
         return scored_answer({" fresh": 0.5, " rotten": 0.25})
 
-    outcome = await classify(["fine", "odd"], ["fresh", "rotten"], scoring_model(answer), progress=False)
+    outcome = await classify(["fine", "odd"], ["fresh", "rotten"], scoring_model(answer), progress=False, scoring=True)
     assert outcome.values == ["fresh", "rotten"]
     assert outcome.mechanisms == ["scored", "generated"]
     assert outcome.notes == [None, f"generated: {_scoring.NOT_IN_TOP}"]
 
 
 async def test_a_model_without_logprobs_generates_and_says_so() -> None:
-    outcome = await classify(["x"], ["fresh", "rotten"], FunctionModel(lambda r: {"label": "fresh"}), progress=False)
+    outcome = await classify(
+        ["x"], ["fresh", "rotten"], FunctionModel(lambda r: {"label": "fresh"}), progress=False, scoring=True
+    )
     assert outcome.values == ["fresh"] and outcome.mechanisms == ["generated"]
     assert outcome.notes == ["generated: the model reports no log-probabilities"]
     logprobs_only = FunctionModel(lambda r: {"label": "fresh"})
     logprobs_only.supports_logprobs = True  # e.g. a remote endpoint: no answer prefix, 20 alternatives at most
-    remote = await classify(["x"], ["fresh", "rotten"], logprobs_only, progress=False)
+    remote = await classify(["x"], ["fresh", "rotten"], logprobs_only, progress=False, scoring=True)
     assert remote.notes == ["generated: label scoring runs on llama.cpp endpoints only"]
     forced = await classify(["x"], ["fresh", "rotten"], scoring_model(lambda r: {"label": "fresh"}), scoring=False)
     assert forced.mechanisms == ["generated"] and forced.notes == [None]
@@ -164,7 +166,7 @@ async def test_filter_is_a_calibrated_yes_no_scoring() -> None:
         return scored_answer({"Yes": yes * 0.9, " no": no * 0.1})  # a model that nearly always says yes
 
     model = scoring_model(answer)
-    kept = await filter_("is positive", TEXTS, model, progress=False)
+    kept = await filter_("is positive", TEXTS, model, progress=False, scoring=True)
     assert kept.values == [True, False, None, True, False]
     assert kept.confidences[0] == pytest.approx(0.7)
     assert "Answer yes if" in str(model.calls[0].messages[0]["content"])
@@ -191,7 +193,7 @@ async def test_smollm2_scores_mixed_reviews_into_both_labels(tmp_path: Path, smo
     try:
         # labels the model knows the meaning of: with ARRAY['fresh', 'rotten'] SmolLM2's scores rank the rows
         # but its content-free prior (≈ 0.99 fresh) is more extreme than any review, so every row gets rotten
-        outcome = await classify(texts, ["positive", "negative"], ws.model("smollm2"), progress=False)
+        outcome = await classify(texts, ["positive", "negative"], ws.model("smollm2"), progress=False, scoring=True)
     finally:
         await ws.aclose()
     answered = [v for v in outcome.values if v is not None]

@@ -209,14 +209,15 @@ async def classify(
     progress: bool | None = None,
     demos: Sequence[Sequence[Demo]] | None = None,
     reasoning: bool = False,
-    scoring: bool | None = None,
+    scoring: bool = False,
     calibrate: bool = True,
 ) -> Classification:
     """`ai_classify` over a list: a label per text (a list of labels when `multilabel`).
 
     `demos` (one list per text) are few-shot demonstrations; `reasoning` asks for a chain of thought first.
-    `scoring` chooses the mechanism for single-label classification: None scores labels whenever the model
-    and the label set allow it, False always generates, True scores where possible (as None).
+    `scoring=True` scores the labels (log-probabilities, calibrated) where the model and the label set allow
+    it, generating the rest with a note; the default generates constrained labels, because on the measured
+    sets scoring was not better on the bundled models (BENCHMARKS.md, "Classification by scoring").
     `calibrate=False` skips the content-free calibration of scores.
     """
     mapping = label_map(labels)
@@ -232,13 +233,13 @@ async def classify(
         return result
     generate = list(range(n))
     why: str | None = None
-    if scoring is not False and not reasoning:
+    if scoring and not reasoning:
         why = _scoring.unscorable(list(mapping), logprobs=model.supports_logprobs, grammar=model.supports_grammar)
         if why is None:
             generate = await _score_rows(result, texts, mapping, model, instructions, tag, progress, demos, calibrate)
     if generate:
         await _generate_rows(result, texts, generate, mapping, model, instructions, tag, progress, demos, reasoning)
-        if why is not None and scoring is not False and not reasoning:
+        if why is not None and scoring and not reasoning:
             for i in generate:
                 if result.mechanisms[i] is not None:
                     result.notes[i] = f"generated: {why}"

@@ -21,7 +21,7 @@ async def filter_(
     *,
     tag: str | None = None,
     progress: bool | None = None,
-    scoring: bool | None = None,
+    scoring: bool = False,
     calibrate: bool = True,
 ) -> Classification:
     """`ai_filter(predicate, content)`: True when the content satisfies the predicate.
@@ -33,7 +33,7 @@ async def filter_(
         raise InvalidRequestError("ai_filter: the predicate is empty. Fix: pass a condition such as 'is a complaint'")
     # Scored, the answer words are "yes"/"no" (the likeliest answer tokens of a small model); generated,
     # "true"/"false" as before.
-    yes, no = ("yes", "no") if scoring is not False and model.supports_logprobs else ("true", "false")
+    yes, no = ("yes", "no") if scoring and model.supports_logprobs else ("true", "false")
     outcome = await classify(
         texts,
         {yes: "the text satisfies the condition", no: "the text does not satisfy the condition"},
