@@ -39,6 +39,7 @@ bench: models
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	test -x .venv-litellm/bin/litellm || ($(PYTHON) -m venv .venv-litellm && printf '*\n' > .venv-litellm/.gitignore \
 		&& .venv-litellm/bin/python -m pip install -q 'litellm[proxy]==1.108.7')
+	test -x $(BIN)/py-spy || $(BIN)/python -m pip install -q 'py-spy==0.4.3'  # profiles the gateway (bench/gateway_profile.py)
 	$(BIN)/python -m bench.run
 
 clean:

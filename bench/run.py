@@ -20,6 +20,7 @@ BENCHMARKS = [
     "knowledge",
     "gateway",
     "evals",
+    "budgets",
 ]
 DOC = Path(__file__).parent.parent / "BENCHMARKS.md"
 
@@ -189,54 +190,9 @@ def render() -> str:
             f"- Measured {know['machine']['date']}, {cores} cores.",
             "",
         ]
-    gw = _load("gateway")
-    if gw:
-        cores = gw["machine"]["cores"]
-        lines += [
-            f"## 7. Gateway overhead (fake upstream on loopback, `wrk` {_fmt(gw['duration_s'], 0)} s per figure, "
-            f"{cores} cores)",
-            "",
-            f"Requests/s at {gw['connections']} connections; latency at 1 connection; added = minus upstream alone.",
-            "brickyard: real scoped API key, usage recording and payload logs on, endpoint cache off.",
-            "",
-            "| target | requests/s | server CPU ms/request | p50 ms | p95 ms | p99 ms | added p50 ms | errors |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        lite = gw["litellm"]
-        labels = {
-            "upstream": "upstream alone",
-            "brickyard_1w": "`brickyard serve`, 1 worker",
-            "brickyard_2w": "`brickyard serve`, 2 workers",
-            "litellm": f"LiteLLM proxy {lite.get('version', '')}, 1 worker (master key, no DB)",
-        }
-        for key, label in labels.items():
-            row = gw[key]
-            if "rps" not in row:
-                lines.append(f"| {label} | skipped: {row.get('skipped', '?')} | | | | | | |")
-                continue
-            added = _fmt(row["added_p50_ms"], 2) if "added_p50_ms" in row else "-"
-            lines.append(
-                f"| {label} | {_fmt(row['rps'], 0)} | {_fmt(row['server_cpu_ms_per_request'], 2)} | "
-                f"{_fmt(row['p50_ms'], 2)} | {_fmt(row['p95_ms'], 2)} | "
-                f"{_fmt(row['p99_ms'], 2)} | {added} | {row['errors']} |"
-            )
-        lines.append("")
-        for key in ("brickyard_1w", "brickyard_2w"):
-            row, ratio = gw[key], gw.get("ratios_vs_litellm", {}).get(key)
-            if ratio:
-                lines.append(
-                    f"- {labels[key]} / LiteLLM: **{_fmt(ratio['rps'], 1)}×** requests/s (target ≥ 10×); added p50 "
-                    f"**{_fmt(row['added_p50_ms'], 2)} ms** (target ≤ 2 ms)."
-                )
-            if "usage_records" in row:
-                lines.append(
-                    f"  Ledger: {row['usage_records']} usage records for {row['upstream_calls']} upstream calls, "
-                    f"{row['payload_records']} payload records ({row['ok_responses']} responses counted by wrk, "
-                    "which stops with requests in flight)."
-                )
-        load = " / ".join(_fmt(x, 2) for x in gw["load_average_before"])
-        lines += [f"- Measured {gw['machine']['date']}, {cores} cores, load average before: {load}.", ""]
+    lines += _gateway_section(_load("gateway"), _load("gateway_profile"))
     lines += _evals_section(_load("evals"))
+    lines += _budgets_section(_load("budgets"))
     emb = _load("embedder")
     if emb:
         lines += [
@@ -341,6 +297,220 @@ def _evals_section(ev: dict[str, Any] | None) -> list[str]:
             f"strong-model calls avoided: {report['saving']:.0%}.",
             "",
         ]
+    return lines
+
+
+_GATEWAY_LABELS = {
+    "upstream": "upstream alone",
+    "brickyard_1w": "`brickyard serve`, 1 worker",
+    "brickyard_2w": "`brickyard serve`, 2 workers",
+    "brickyard_budget_1w": "`brickyard serve`, 1 worker, key with a USD budget",
+    "brickyard_pg_1w": "`brickyard serve`, 1 worker, PostgreSQL store",
+    "brickyard_pg_2w": "`brickyard serve`, 2 workers, PostgreSQL store",
+    "brickyard_pg_budget_1w": "`brickyard serve`, 1 worker, PostgreSQL store, key with a USD budget",
+}
+
+
+def _gateway_section(gw: dict[str, Any] | None, prof: dict[str, Any] | None) -> list[str]:
+    if not gw:
+        return []
+    cores = gw["machine"]["cores"]
+    lines = [
+        f"## 7. Gateway overhead (fake upstream on loopback, `wrk` {_fmt(gw['duration_s'], 0)} s per figure, "
+        f"{cores} cores)",
+        "",
+        f"Requests/s at {gw['connections']} connections; latency at 1 connection; added = minus upstream alone.",
+        "brickyard: real scoped API key, usage recording and payload logs on, endpoint cache off; the budgeted rows",
+        "use a key with a USD budget it never reaches (every request reserves and settles in the store). The",
+        "PostgreSQL rows keep the ledger, budgets and keys in a PostgreSQL server on the same machine (`[store] url`),",
+        "started by the benchmark: on 2 cores it competes with the gateway and `wrk` for CPU.",
+        "",
+        "| target | requests/s | server CPU ms/request | p50 ms | p95 ms | p99 ms | added p50 ms | errors "
+        "| load before |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    lite = gw["litellm"]
+    labels = _GATEWAY_LABELS | {
+        "litellm": f"LiteLLM proxy {lite.get('version', '')}, 1 worker (master key, no DB)",
+    }
+    for key, label in labels.items():
+        row = gw.get(key)
+        if row is None:
+            continue
+        if "rps" not in row:
+            lines.append(f"| {label} | skipped: {row.get('skipped', '?')} | | | | | | | |")
+            continue
+        added = _fmt(row["added_p50_ms"], 2) if "added_p50_ms" in row else "-"
+        load = _fmt(row["load_average_before"][0], 2) if "load_average_before" in row else "-"
+        lines.append(
+            f"| {label} | {_fmt(row['rps'], 0)} | {_fmt(row['server_cpu_ms_per_request'], 2)} | "
+            f"{_fmt(row['p50_ms'], 2)} | {_fmt(row['p95_ms'], 2)} | "
+            f"{_fmt(row['p99_ms'], 2)} | {added} | {row['errors']} | {load} |"
+        )
+    lines.append("")
+    for key, label in _GATEWAY_LABELS.items():
+        row, ratio = gw.get(key), gw.get("ratios_vs_litellm", {}).get(key)
+        if not row or key == "upstream":
+            continue
+        if ratio:
+            per_worker = (
+                f" ({_fmt(ratio['rps_per_worker'], 1)}× per worker, target ≥ 10× per worker)"
+                if "rps_per_worker" in ratio
+                else ""
+            )
+            lines.append(
+                f"- {label} / LiteLLM: **{_fmt(ratio['rps'], 1)}×** requests/s{per_worker}; added p50 "
+                f"**{_fmt(row['added_p50_ms'], 2)} ms** (target ≤ 1 ms)."
+            )
+        if "usage_records" in row:
+            lines.append(
+                f"  Ledger: {row['usage_records']} usage records for {row['upstream_calls']} upstream calls, "
+                f"{row['payload_records']} payload records ({row['ok_responses']} responses counted by wrk, "
+                "which stops with requests in flight)."
+            )
+    load = " / ".join(_fmt(x, 2) for x in gw["load_average_before"])
+    store = f", {gw['postgres']}" if gw.get("postgres") else ""
+    lines += [f"- Measured {gw['machine']['date']}, {cores} cores{store}, load average before: {load}.", ""]
+    lines += _profile_section(prof)
+    return lines
+
+
+def _short(frame: str) -> str:
+    """`func (pkg/mod.py)` -> `` `func` (mod.py) ``."""
+    name, _, path = frame.partition(" (")
+    return f"`{name}` ({path.rstrip(')').rsplit('/', 1)[-1]})" if path else f"`{name}`"
+
+
+def _share_table(profiles: dict[str, Any], field: str, title: str) -> list[str]:
+    stores = list(profiles)
+    names: list[str] = []
+    for store in stores:
+        names += [c["name"] for c in profiles[store].get(field, []) if c["name"] not in names]
+    lines = [f"| {title} | " + " | ".join(stores) + " |", "| --- | " + " | ".join("---:" for _ in stores) + " |"]
+    for name in names:
+        cells = []
+        for store in stores:
+            share = next((c["share"] for c in profiles[store].get(field, []) if c["name"] == name), 0.0)
+            cells.append(f"{100 * share:.1f}%")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _profile_section(prof: dict[str, Any] | None) -> list[str]:
+    profiles = {k: v for k, v in (prof or {}).get("profiles", {}).items() if "samples" in v}
+    if not profiles:
+        return []
+    stores = list(profiles)
+    first = profiles[stores[0]]
+    lines = [
+        "### Where a keyed, budgeted request's time goes",
+        "",
+        f"py-spy ({first['rate_hz']} samples/s, every thread, idle samples dropped) on `brickyard serve` (1 worker) "
+        f"while `wrk` keeps {first['connections']} connections busy for {_fmt(first['seconds'], 0)} s; key with a "
+        "USD budget, usage and payload logs on. Each busy sample is charged to the innermost brickyard function on",
+        "its stack (the work done under it, libraries included):",
+        "",
+        *_share_table(profiles, "charged_to", "charged to"),
+        "",
+        "The same samples by the package of the innermost frame (where the CPU actually is):",
+        "",
+        *_share_table(profiles, "components", "component"),
+        "| *(of which background threads: store writer, `to_thread`)* | "
+        + " | ".join(f"{100 * profiles[s]['background_threads_share']:.1f}%" for s in stores)
+        + " |",
+        "",
+    ]
+    for store in stores:
+        p = profiles[store]
+        top = ", ".join(f"{_short(f['name'])} {100 * f['share']:.1f}%" for f in p["self_top"][:8])
+        mine = ", ".join(
+            f"`{f['name'].split(' (')[0]}` {100 * f['share']:.1f}%" for f in p.get("brickyard_innermost_top", [])[:8]
+        )
+        rps = f"{_fmt(p['rps_while_sampled'], 0)} requests/s while sampled" if p.get("rps_while_sampled") else ""
+        lines += [
+            f"- {store} ({p['samples']} samples, {rps}): most self time in {top}.",
+            f"  Innermost brickyard functions: {mine}.",
+        ]
+    lines.append("")
+    return lines
+
+
+_UPSTREAM_MODELS = {"fake-down": "failing primary", "fake-gpt": "paid", "fake-embed": "embedder"}
+
+
+def _sent(sent: dict[str, int]) -> str:
+    parts = [f"{sent[m]} {label}" for m, label in _UPSTREAM_MODELS.items() if sent.get(m)]
+    return f"{sent['total']}" + (f" ({' + '.join(parts)})" if len(parts) > 1 else "")
+
+
+def _budgets_section(bud: dict[str, Any] | None) -> list[str]:
+    if not bud:
+        return []
+    cores = bud["machine"]["cores"]
+    lines = [
+        f"## 9. Budget integrity ({bud['clients']} concurrent calls where concurrent, {cores} cores)",
+        "",
+        "Every path of issue 10's table, run for real on a fresh workspace: `brickyard sql` (the CLI in its own",
+        "process) or `brickyard serve --workers N` with a key from `brickyard keys create`, against a fake",
+        f"upstream priced at $1000 per million tokens: a 40-character prompt and its echo cost {bud['call_usd']} USD",
+        f"a call (16 fit in {bud['limit_usd']}), one 40-character embedding {bud['embed_usd']} USD. *Sent* is counted",
+        "by the upstream, *spent* is read from the usage ledger after the gateway exited (the budget's own scope),",
+        "*refused* is what the client got back (429s, or per-row errors with `failOnError => false`).",
+        "",
+        "| path | tried | surface | store | workers | limit USD | spent USD | sent upstream | served | refused "
+        "| reserved per call USD | spent ≤ limit | first wave (issue 10) |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for row in bud["paths"]:
+        head = f"| {row['id']} | {row['tried']} | {row['surface']} | {row['store']} | {row.get('workers') or '-'} "
+        if "failed" in row:
+            lines.append(head + f"| {row['limit_usd']} | failed: {row['failed'][:120]} | | | | | | |")
+            continue
+        reserved = row.get("reserved_per_call_usd")
+        lines.append(
+            head + f"| {row['limit_usd']} | {row['spent_usd']:.4f} | {_sent(row['sent'])} | {row['served']} | "
+            f"{row['refused']} | {'-' if reserved is None else f'{reserved:g}'} | "
+            f"{'**yes**' if row['holds'] else '**NO**'} | {row['before']} |"
+        )
+    by_id = {row["id"]: row for row in bud["paths"] if "failed" not in row}
+    lines.append("")
+    if "a-sql" in by_id:
+        lines.append(
+            "- a (SQL): `ai_embed` sends the 10 rows as one embedding batch, reserved whole at "
+            f"{by_id['a-sql']['reserved_per_call_usd']} USD, so the query is refused with nothing spent (3 rows "
+            "would have fit one by one)."
+        )
+    if "d-sql" in by_id:
+        lines.append(
+            "- d: with no `max_tokens` a call reserves its prompt plus 32,768 output tokens (the fake model's "
+            f"context window is unknown): {by_id['d-sql']['reserved_per_call_usd']} USD, more than the whole budget, "
+            "so every call is refused up front and nothing is sent. With the endpoint's `max_tokens = 16` a call "
+            "reserves 0.026 USD: 15 are served (0.315 USD); the 16th would need 0.026 with 0.025 left."
+        )
+    if "f" in by_id:
+        f = by_id["f"]
+        lines.append(
+            f"- f: the failing primary's budget counts only what the primary spent ({f['spent_usd']:.2f} USD); every "
+            f"row fell through to the fallback, which has no budget and served all {f['served']} "
+            f"({f['spent_total_usd']:.2f} USD in all). With that budget below one call (f-spent) the primary "
+            "refuses every row before sending and the fallback still serves them."
+        )
+    headers = next(
+        (r["outcome"].get("refusal_headers") for r in by_id.values() if r["outcome"].get("refusal_headers")), None
+    )
+    if headers:
+        lines.append(
+            f"- Server refusals are 429 with `x-should-retry: {headers.get('x-should-retry')}` and `Retry-After` "
+            "(seconds until the budget's day ends)."
+        )
+    load = " / ".join(_fmt(x, 2) for x in bud["load_average_before"])
+    verdict = "spend ≤ limit on every path" if bud["all_hold"] else "**a path overspent**"
+    store = f", {bud['postgres']}" if bud.get("postgres") else ""
+    lines += [
+        f"- {verdict}. Measured {bud['machine']['date']}, {cores} cores{store}, load average before: {load}; "
+        f"{_fmt(bud['seconds'], 0)} s for the whole section.",
+        "",
+    ]
     return lines
 
 
