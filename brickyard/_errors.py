@@ -179,9 +179,10 @@ class BudgetExceededError(RefusedError):
             )
             return
         fix = fix or f"raise `limit_usd` for {scope} in brickyard.toml or wait for the next {window}"
+        state = "is spent" if spent_usd >= limit_usd else "would be exceeded"
         super().__init__(
-            f"budget for {scope} is spent: {spent_usd:.4f} of {limit_usd:.4f} USD this {window} (calls in flight "
-            f"included).{nxt} Fix: {fix}"
+            f"budget for {scope} {state}: {spent_usd:.4f} of {limit_usd:.4f} USD used this {window} (calls in "
+            f"flight included).{nxt} Fix: {fix}"
         )
 
 

@@ -149,7 +149,10 @@ class Budgets:
         deadline = time.monotonic() + self.wait_s
         delay = 0.005
         while True:
-            got = await asyncio.to_thread(self.store.reserve, holds, amount_usd, ttl_s=RESERVATION_TTL_S)
+            if self.store.inline:  # a local SQLite transaction: cheaper than a thread hop
+                got = self.store.reserve(holds, amount_usd, ttl_s=RESERVATION_TTL_S)
+            else:
+                got = await asyncio.to_thread(self.store.reserve, holds, amount_usd, ttl_s=RESERVATION_TTL_S)
             if isinstance(got, str):
                 return got
             fits_alone = got.spent_usd + amount_usd <= got.hold.limit_usd and got.spent_usd < got.hold.limit_usd
@@ -170,12 +173,14 @@ class Budgets:
         fix = budget.fix
         if hint:
             fix = f"{hint}; or {fix}" if fix else hint
+        # Waiting for the next window helps only a call that fits a whole window's budget.
+        helps = end is not None and amount_usd <= budget.hold.limit_usd
         return budget.error(
             budget.label,
             budget.hold.limit_usd,
             refusal.spent_usd + refusal.held_usd,
             budget.window,
-            retry_after=(end - now) if end is not None else None,
+            retry_after=(end - now) if helps and end is not None else None,
             fix=fix,
             estimate_usd=amount_usd,
         )

@@ -17,7 +17,6 @@ from fastapi import FastAPI
 from brickyard._errors import UserError
 from brickyard.server.app import WORKSPACE_ENV, create_app, freeze_startup_heap
 from brickyard.server.auth import LOOPBACK
-from brickyard.server.keys import KEYS_NAME, KeyStore
 from brickyard.workspace import Workspace
 
 
@@ -32,7 +31,7 @@ def is_loopback(host: str) -> bool:
 
 def check_exposure(workspace: Path, host: str) -> bool:
     """True when the server will run open (no keys); refuses an open server on a non-loopback address."""
-    keys = KeyStore(workspace / KEYS_NAME)
+    keys = Workspace(workspace).keys  # keys.sqlite, or PostgreSQL with `[store] url`
     try:
         open_server = keys.count() == 0
     finally:
