@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from brickyard.agents.runner import Agents
 
 
-
 def tools_for(agents: Agents, spec: AgentSpec) -> list[Tool]:
     """Sub-agents become tools named after them; `tools = ["sql"]` adds the SQL tool over `spec.tables`."""
     tools: list[Tool] = []
