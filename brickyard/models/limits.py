@@ -71,11 +71,7 @@ class PacedModel(WrapperModel):
         self.limiter = limiter
 
     async def handle(self, call: Call) -> Reply:
-        tokens = call_tokens(call)
-        if self.limiter.store.inline:
-            delay = self.limiter.book(tokens, wait=True)
-        else:
-            delay = await asyncio.to_thread(self.limiter.book, tokens, wait=True)
+        delay = await asyncio.to_thread(self.limiter.book, call_tokens(call), wait=True)
         if delay > 0:
             await asyncio.sleep(delay)
         return await self.inner.handle(call)
@@ -98,10 +94,7 @@ class CallerRateModel(WrapperModel):
         if limiter is None:
             limiter = self._limiters[key] = RateLimiter(self._store, rate.scope, rpm=rate.rpm, tpm=rate.tpm, burst=True)
         booked = call_tokens(call)
-        if self._store.inline:
-            limiter.book(booked, wait=False)
-        else:
-            await asyncio.to_thread(limiter.book, booked, wait=False)
+        await asyncio.to_thread(limiter.book, booked, wait=False)
         reply = await self.inner.handle(call)
 
         def correct(outcome: Outcome) -> None:

@@ -78,9 +78,6 @@ class Store(Protocol):
     """
 
     buffered: bool
-    inline: bool
-    """True when `reserve`, `settle` and `take_rate` are local and take well under a millisecond (SQLite on this
-    host): callers may run them on the event loop instead of a thread. False for a network store."""
 
     def record_usage(self, record: UsageRecord) -> None: ...
 

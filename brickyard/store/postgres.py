@@ -67,7 +67,6 @@ class PostgresStore:
     def __init__(self, url: str, *, write_behind: bool = True, pool_size: int = 16) -> None:
         self.url = url
         self.buffered = write_behind
-        self.inline = False  # a network round trip: budget and rate calls go to a thread
         self._pool = _pg.open_pool(url, max_size=pool_size)
         self._queue = threading.Condition()  # guards the fields below
         self._pending: list[tuple[Any, ...]] = []

@@ -93,7 +93,6 @@ class SQLiteStore:
     def __init__(self, path: Path, *, write_behind: bool = True) -> None:
         self.path = path
         self.buffered = write_behind
-        self.inline = True  # budget and rate transactions are local and short
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()  # guards `_db`, the read connection
         self._write_lock = threading.Lock()  # guards `_wdb`, the write connection
