@@ -6,6 +6,7 @@ implements the same `Store` protocol and no caller changes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -45,6 +46,41 @@ class UsageSummaryRow:
     output_tokens: int
     cost_usd: float
     latency_s_avg: float
+
+
+def record_from_row(r: Sequence[Any]) -> UsageRecord:
+    """A usage record from a row of the ledger's columns, in `USAGE_COLUMNS` order (every backend)."""
+    return UsageRecord(
+        ts=r[0],
+        endpoint=r[1],
+        model=r[2],
+        status=r[3],
+        tag=r[4],
+        requested_endpoint=r[5],
+        key=r[6],
+        input_tokens=r[7],
+        output_tokens=r[8],
+        tokens_estimated=bool(r[9]),
+        cost_usd=r[10],
+        latency_s=r[11],
+        cache_hit=bool(r[12]),
+        error=r[13],
+        extra=json.loads(r[14]) if r[14] else {},
+    )
+
+
+def summary_from_row(r: Sequence[Any], n: int) -> UsageSummaryRow:
+    """A summary row from `n` group values then calls, errors, cache hits, tokens in/out, USD, mean latency."""
+    return UsageSummaryRow(
+        group=tuple(str(v) for v in r[:n]),
+        calls=int(r[n]),
+        errors=int(r[n + 1] or 0),
+        cache_hits=int(r[n + 2] or 0),
+        input_tokens=int(r[n + 3] or 0),
+        output_tokens=int(r[n + 4] or 0),
+        cost_usd=float(r[n + 5] or 0.0),
+        latency_s_avg=float(r[n + 6] or 0.0),
+    )
 
 
 @dataclass(frozen=True)

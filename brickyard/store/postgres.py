@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from brickyard.store import _budget, _pg
-from brickyard.store.base import Hold, Refusal, UsageRecord, UsageSummaryRow
+from brickyard.store.base import Hold, Refusal, UsageRecord, UsageSummaryRow, record_from_row, summary_from_row
 from brickyard.store.sqlite import _row as usage_row
 
 log = logging.getLogger(__name__)
@@ -194,26 +194,7 @@ class PostgresStore:
         self.flush()
         where, args = _where(since=since, until=until, endpoint=endpoint, tag=tag, key=key)
         rows = self._read(f"SELECT {_COLUMNS} FROM brickyard_usage{where} ORDER BY id", args)
-        return [
-            UsageRecord(
-                ts=r[0],
-                endpoint=r[1],
-                model=r[2],
-                status=r[3],
-                tag=r[4],
-                requested_endpoint=r[5],
-                key=r[6],
-                input_tokens=r[7],
-                output_tokens=r[8],
-                tokens_estimated=bool(r[9]),
-                cost_usd=r[10],
-                latency_s=r[11],
-                cache_hit=bool(r[12]),
-                error=r[13],
-                extra=json.loads(r[14]) if r[14] else {},
-            )
-            for r in rows
-        ]
+        return [record_from_row(r) for r in rows]
 
     def summarize(
         self,
@@ -241,19 +222,7 @@ class PostgresStore:
             args,
         )
         n = len(cols)
-        summary = [
-            UsageSummaryRow(
-                group=tuple(str(v) for v in r[:n]),
-                calls=int(r[n]),
-                errors=int(r[n + 1] or 0),
-                cache_hits=int(r[n + 2] or 0),
-                input_tokens=int(r[n + 3] or 0),
-                output_tokens=int(r[n + 4] or 0),
-                cost_usd=float(r[n + 5] or 0.0),
-                latency_s_avg=float(r[n + 6] or 0.0),
-            )
-            for r in rows
-        ]
+        summary = [summary_from_row(r, n) for r in rows]
         return sorted(summary, key=lambda row: row.group)  # code point order, as SQLite's (no collation)
 
     def spent_usd(

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 from brickyard.store import sqlite_budgets
 from brickyard.store._sqlite import connect as _connect
 from brickyard.store._sqlite import retrying as _retrying
-from brickyard.store.base import Hold, Refusal, UsageRecord, UsageSummaryRow
+from brickyard.store.base import Hold, Refusal, UsageRecord, UsageSummaryRow, record_from_row, summary_from_row
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -288,26 +288,7 @@ class SQLiteStore:
         self._flush_path()
         where, args = _where(since=since, until=until, endpoint=endpoint, tag=tag, key=key)
         rows = self._read(f"SELECT {_COLUMNS} FROM usage{where} ORDER BY id", args)
-        return [
-            UsageRecord(
-                ts=r[0],
-                endpoint=r[1],
-                model=r[2],
-                status=r[3],
-                tag=r[4],
-                requested_endpoint=r[5],
-                key=r[6],
-                input_tokens=r[7],
-                output_tokens=r[8],
-                tokens_estimated=bool(r[9]),
-                cost_usd=r[10],
-                latency_s=r[11],
-                cache_hit=bool(r[12]),
-                error=r[13],
-                extra=json.loads(r[14]) if r[14] else {},
-            )
-            for r in rows
-        ]
+        return [record_from_row(r) for r in rows]
 
     def summarize(
         self,
@@ -335,19 +316,7 @@ class SQLiteStore:
             args,
         )
         n = len(cols)
-        return [
-            UsageSummaryRow(
-                group=tuple(str(v) for v in r[:n]),
-                calls=r[n],
-                errors=r[n + 1] or 0,
-                cache_hits=r[n + 2] or 0,
-                input_tokens=r[n + 3] or 0,
-                output_tokens=r[n + 4] or 0,
-                cost_usd=r[n + 5] or 0.0,
-                latency_s_avg=r[n + 6] or 0.0,
-            )
-            for r in rows
-        ]
+        return [summary_from_row(r, n) for r in rows]
 
     def spent_usd(
         self, *, since: float, endpoint: str | None = None, tag: str | None = None, key: str | None = None
