@@ -246,9 +246,10 @@ def _scoring_section(data: dict[str, Any] | None) -> list[str]:
             f"{m} {f['f1']:.3f} (precision {f['precision']:.2f}, recall {f['recall']:.2f})" for m, f in filters if f
         )
         + " (keeping every row scores about 0.75).",
-        "- Decision: constrained generation stays the default (`scoring=True` opts in). The content-free prior is",
-        "  about 0.99 `fresh`, more extreme than any review, so calibrating by it overcorrects; the scores rank",
-        "  fresh above rotten with an AUC of only 0.60-0.62. The embedder is the better classifier here.",
+        "- Decision: `ai_classify` on the small local models (single label, no instructions) answers by embedding",
+        "  similarity to the labels, the best row above; label scoring is opt-in (`scoring=True`): the content-free",
+        "  prior is about 0.99 `fresh`, more extreme than any review, so calibrating by it overcorrects, and the",
+        "  scores rank fresh above rotten with an AUC of only 0.60-0.62. With instructions, generation is kept.",
         f"- {data['note']}. Measured {data['machine']['date']}.",
         "",
     ]

@@ -55,7 +55,9 @@ class AIFrame:
             "ai_classify",
             endpoint,
             workspace,
-            lambda model: classify(texts, labels, model, instructions=instructions, progress=progress),
+            lambda model, embedder: classify(
+                texts, labels, model, instructions=instructions, progress=progress, embedder=embedder
+            ),
             errors,
             f"{column}_label",
         )
@@ -80,7 +82,7 @@ class AIFrame:
             "ai_filter",
             endpoint,
             workspace,
-            lambda model: filter_("the statement is true", texts, model, progress=progress),
+            lambda model, _embedder: filter_("the statement is true", texts, model, progress=progress),
             errors,
         )
         mask = [bool(k) for k in keep]
@@ -107,7 +109,7 @@ class AIFrame:
             "ai_extract",
             endpoint,
             workspace,
-            lambda model: extract(texts, fields, model, instructions=instructions, progress=progress),
+            lambda model, _embedder: extract(texts, fields, model, instructions=instructions, progress=progress),
             errors,
         )
         names = list(fields) if not isinstance(fields, Mapping) else list(fields.keys())
@@ -127,7 +129,12 @@ class AIFrame:
         columns = [name for _, name, _, _ in string.Formatter().parse(prompt) if name]
         prompts = _render(prompt, self._rows(columns)) if columns else [prompt] * self._len()
         return self._series(
-            "ai_query", endpoint, workspace, lambda model: query(prompts, model, progress=progress), errors, "answer"
+            "ai_query",
+            endpoint,
+            workspace,
+            lambda model, _embedder: query(prompts, model, progress=progress),
+            errors,
+            "answer",
         )
 
     def embed(
@@ -135,7 +142,9 @@ class AIFrame:
     ) -> Any:
         """One vector per row (`ai_embed`)."""
         texts = self._column(column)
-        return self._series("ai_embed", endpoint, workspace, lambda model: embed(texts, model), errors, "embedding")
+        return self._series(
+            "ai_embed", endpoint, workspace, lambda model, _embedder: embed(texts, model), errors, "embedding"
+        )
 
     # -- plumbing ------------------------------------------------------------------------------------
     def _len(self) -> int:
@@ -156,7 +165,7 @@ class AIFrame:
         function: str,
         endpoint: str | None,
         workspace: WorkspaceArg,
-        run: Callable[[Model], Awaitable[Outcome[Any]]],
+        run: Callable[[Model, Model], Awaitable[Outcome[Any]]],
         errors: Errors,
     ) -> list[Any]:
         outcome = _run(function, endpoint, workspace, run)
@@ -171,7 +180,7 @@ class AIFrame:
         function: str,
         endpoint: str | None,
         workspace: WorkspaceArg,
-        run: Callable[[Model], Awaitable[Outcome[Any]]],
+        run: Callable[[Model, Model], Awaitable[Outcome[Any]]],
         errors: Errors,
         name: str,
     ) -> Any:
@@ -186,7 +195,7 @@ class AIFrame:
 
 
 def _run(
-    function: str, endpoint: str | None, workspace: WorkspaceArg, run: Callable[[Model], Awaitable[Outcome[Any]]]
+    function: str, endpoint: str | None, workspace: WorkspaceArg, run: Callable[[Model, Model], Awaitable[Outcome[Any]]]
 ) -> Outcome[Any]:
     """Resolve the endpoint in the workspace and run the function on its own event loop (notebooks have one)."""
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
@@ -200,7 +209,8 @@ def _run(
 
     async def go() -> Outcome[Any]:
         try:
-            return await run(ws.registry.resolve(name).model)
+            embedder = ws.registry.resolve(settings.defaults.embedding).model
+            return await run(ws.registry.resolve(name).model, embedder)
         finally:
             if not isinstance(workspace, Workspace):
                 await ws.aclose()

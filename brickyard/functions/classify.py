@@ -16,9 +16,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from brickyard._errors import InvalidRequestError, MalformedResponseError
 from brickyard.functions import _scoring
-from brickyard.functions._rows import DATA_RULE, Demo, Outcome, data_requests, run_rows
+from brickyard.functions._rows import DATA_RULE, Demo, Outcome, data_requests, is_null, run_rows
 from brickyard.models._types import ChatRequest, ChatResult
 from brickyard.models.base import Model
 
@@ -211,6 +213,7 @@ async def classify(
     reasoning: bool = False,
     scoring: bool = False,
     calibrate: bool = True,
+    embedder: Model | None = None,
 ) -> Classification:
     """`ai_classify` over a list: a label per text (a list of labels when `multilabel`).
 
@@ -219,6 +222,9 @@ async def classify(
     it, generating the rest with a note; the default generates constrained labels, because on the measured
     sets scoring was not better on the bundled models (BENCHMARKS.md, "Classification by scoring").
     `calibrate=False` skips the content-free calibration of scores.
+    With an `embedder`, a single-label task with no instructions, demonstrations or reasoning on a small local
+    llama.cpp model is answered by embedding similarity to the labels (and their descriptions) instead:
+    measured far better than those models' generated labels (BENCHMARKS.md §10, README "AI functions").
     """
     mapping = label_map(labels)
     n = len(texts)
@@ -230,6 +236,9 @@ async def classify(
         outcome = await run_rows("ai_classify", model, requests, lambda r: parse_labels(r, mapping), progress=progress)
         result.values, result.errors, result.reports = outcome.values, outcome.errors, outcome.reports
         result.mechanisms = ["generated" if r is not None else None for r in requests]
+        return result
+    if embedder is not None and _embedding_applies(model, instructions, demos, reasoning, scoring):
+        await _embed_rows(result, texts, mapping, embedder)
         return result
     generate = list(range(n))
     why: str | None = None
@@ -244,6 +253,46 @@ async def classify(
                 if result.mechanisms[i] is not None:
                     result.notes[i] = f"generated: {why}"
     return result
+
+
+def _embedding_applies(
+    model: Model, instructions: str | None, demos: Sequence[Sequence[Demo]] | None, reasoning: bool, scoring: bool
+) -> bool:
+    """Embedding zero-shot replaces generation on llama.cpp models when nothing but the labels defines the task."""
+    return model.supports_grammar and not instructions and not demos and not reasoning and not scoring
+
+
+async def _embed_rows(
+    result: Classification, texts: Sequence[str | None], mapping: dict[str, str], embedder: Model
+) -> None:
+    """Each row's label by cosine similarity to the labels (with their descriptions), with a softmax confidence."""
+    labels = list(mapping)
+    live = [i for i, t in enumerate(texts) if not is_null(t) and str(t).strip()]
+    if not live:
+        return
+    described = [f"{label}: {desc}" if desc else label for label, desc in mapping.items()]
+    try:
+        vectors = (await embedder.embed([*described, *(str(texts[i]) for i in live)])).vectors
+    except Exception as exc:  # the embedder failed: every row carries the error
+        for i in live:
+            result.errors[i] = f"ai_classify: {exc}"
+        return
+    matrix = np.asarray(vectors, dtype=np.float64)
+    matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    sims = matrix[len(labels) :] @ matrix[: len(labels)].T
+    weights = np.exp((sims - sims.max(axis=1, keepdims=True)) / EMBEDDING_TEMPERATURE)
+    probabilities = weights / weights.sum(axis=1, keepdims=True)
+    for row, i in enumerate(live):
+        best = int(np.argmax(probabilities[row]))
+        result.values[i] = labels[best]
+        result.mechanisms[i] = "embedding"
+        result.confidences[i] = float(probabilities[row, best])
+        result.probabilities[i] = {label: float(p) for label, p in zip(labels, probabilities[row], strict=True)}
+
+
+EMBEDDING_TEMPERATURE = 0.02
+"""Cosine similarities of e5 embeddings are compressed (most fall in 0.7–0.9): a softmax over them at this
+temperature turns a gap of 0.05 into odds of about 12 to 1."""
 
 
 async def _score_rows(

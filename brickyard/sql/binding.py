@@ -257,6 +257,7 @@ class FunctionBinding:
                     multilabel=multilabel,
                     tag="sql",
                     progress=self.progress,
+                    embedder=self.model("ai_embed"),  # the default embedder, for small local models
                 )
             )
             if multilabel:
