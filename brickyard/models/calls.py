@@ -115,10 +115,6 @@ class EmbedCall:
 Call = ChatCall | StreamCall | EmbedCall
 
 
-def with_caller(call: Call, caller: Caller) -> Call:
-    return dataclasses.replace(call, caller=caller)
-
-
 def with_request(call: ChatCall | StreamCall, request: ChatRequest) -> ChatCall | StreamCall:
     return dataclasses.replace(call, request=request)
 

@@ -6,8 +6,8 @@ agent), whether it may use `POST /api/sql` and read every key's usage (`admin`),
 and tokens per minute and a USD budget per day or month.
 
 `KeyStore` keeps them in `<workspace>/keys.sqlite`; `brickyard.store.postgres_keys.PostgresKeyStore` in the
-PostgreSQL database of `[store] url`. Both implement `Keys`. The SQLite file still holds the legacy `meter`
-table of `brickyard.server.limits` (until budgets and rate limits move to the `Store` everywhere).
+PostgreSQL database of `[store] url`. Both implement `Keys`. A key's rate limits and
+budget are applied per call through the `Store` (`brickyard.models.limits`, `brickyard.models.budget`).
 """
 
 from __future__ import annotations
@@ -48,14 +48,6 @@ CREATE TABLE IF NOT EXISTS keys (
     created REAL NOT NULL,
     revoked REAL
 );
-CREATE TABLE IF NOT EXISTS meter (
-    key TEXT PRIMARY KEY,
-    requests REAL NOT NULL,
-    tokens REAL NOT NULL,
-    refilled REAL NOT NULL,
-    window_start REAL NOT NULL,
-    spent_usd REAL NOT NULL
-);
 """
 
 
@@ -78,11 +70,6 @@ class ApiKey:
     @property
     def active(self) -> bool:
         return self.revoked is None
-
-    @property
-    def metered(self) -> bool:
-        """Whether requests with this key touch the shared meter (a limit or a budget is set)."""
-        return bool(self.rpm or self.tpm or self.budget_usd is not None)
 
     def allows(self, name: str, canonical: str | None = None) -> bool:
         """May this key call `name` (an endpoint, alias or `agent:NAME`), or the endpoint it resolves to?"""
@@ -182,8 +169,6 @@ class Keys(Protocol):
 
     def count(self) -> int: ...
 
-    def spent(self, name: str) -> tuple[float, float] | None: ...
-
     def close(self) -> None: ...
 
 
@@ -195,7 +180,7 @@ def parse_scopes(value: str) -> tuple[str, ...]:
 
 
 class KeyStore:
-    """The keys table in `<workspace>/keys.sqlite` (WAL; safe across processes), plus the legacy `meter` table."""
+    """The keys table in `<workspace>/keys.sqlite` (WAL; safe across processes)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -267,7 +252,6 @@ class KeyStore:
                     key.created,
                 ),
             )
-            db.execute("DELETE FROM meter WHERE key = ?", (name,))  # legacy meter of `brickyard.server.limits`
 
         self.transaction(insert)
         return key, secret
@@ -303,11 +287,6 @@ class KeyStore:
         """Keys ever created, revoked ones included (revoking the last key never opens a server)."""
         ((n,),) = self.read("SELECT COUNT(*) FROM keys")
         return int(n)
-
-    def spent(self, name: str) -> tuple[float, float] | None:
-        """(window start, USD spent in it) from the legacy meter of `brickyard.server.limits`, if it metered the key."""
-        rows = self.read("SELECT window_start, spent_usd FROM meter WHERE key = ?", (name,))
-        return (float(rows[0][0]), float(rows[0][1])) if rows else None
 
 
 def _create_tables(db: sqlite3.Connection) -> None:

@@ -97,15 +97,6 @@ class PostgresKeyStore:
         ((n,),) = self._read("SELECT COUNT(*) FROM brickyard_keys")
         return int(n)
 
-    def spent(self, name: str) -> tuple[float, float] | None:
-        """(window start, USD spent in it) of the key's latest budget window (`key:NAME`), if it has one."""
-        rows = self._read(
-            "SELECT window_start, spent_usd FROM brickyard_budget_spend WHERE scope = %s"
-            " ORDER BY window_start DESC LIMIT 1",
-            (f"key:{name}",),
-        )
-        return (float(rows[0][0]), float(rows[0][1])) if rows else None
-
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         with self._pool.connection() as conn:
             return list(conn.execute(sql, args).fetchall())
