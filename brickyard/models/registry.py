@@ -310,6 +310,9 @@ class Registry:
             options.setdefault("parallel", local.parallel)
             options.setdefault("context_per_slot", local.context_per_slot)
             options.setdefault("threads", local.threads)
+            options.setdefault("deterministic", local.deterministic)
+            options.setdefault("share_host", local.share_host)
+            options.setdefault("prompt_cache_mib", local.prompt_cache_mib)
         if config.max_concurrency:
             options.setdefault("max_concurrency", config.max_concurrency)
         spec = ProviderSpec(
