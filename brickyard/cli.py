@@ -53,9 +53,11 @@ def init(workspace: WorkspaceOpt = None, force: bool = typer.Option(False, help=
 
 @models_app.command("list")
 def models_list(workspace: WorkspaceOpt = None) -> None:
-    """Endpoints with their model, price and whether they can be used now."""
+    """Endpoints with their model, price, how the AI functions answer on them, and whether they can be used now."""
+    from brickyard.functions import mechanisms
+
     ws = _workspace(workspace)
-    table = Table("endpoint", "model", "in $/1M", "out $/1M", "limits", "usable")
+    table = Table("endpoint", "model", "in $/1M", "out $/1M", "limits", "AI functions answer by", "usable")
     registry = ws.registry
     for name in registry.endpoint_names():
         config = registry.config_for(name)
@@ -76,10 +78,11 @@ def models_list(workspace: WorkspaceOpt = None) -> None:
             f"{config.price_input_per_1m:g}",
             f"{config.price_output_per_1m:g}",
             limits or "-",
+            mechanisms(config.model) if config.cascade is None and not config.split else "its targets",
             "[green]yes[/]" if reason is None else f"[red]no[/]: {escape(reason)}",
         )
     for alias, target in ws.settings.aliases.items():
-        table.add_row(alias, f"alias of {target}", "", "", "", "")
+        table.add_row(alias, f"alias of {target}", "", "", "", "", "")
     out.print(table)
 
 

@@ -44,19 +44,26 @@ class AIFrame:
         labels: Sequence[str] | Mapping[str, str],
         *,
         instructions: str | None = None,
+        examples: Sequence[tuple[str, str]] | None = None,
         endpoint: str | None = None,
         workspace: WorkspaceArg = None,
         progress: bool | None = None,
         errors: Errors = "raise",
     ) -> Any:
-        """One label per row (`ai_classify`)."""
+        """One label per row (`ai_classify`); `examples` (text, label) pairs train a classifier on embeddings."""
         texts = self._column(column)
         return self._series(
             "ai_classify",
             endpoint,
             workspace,
             lambda model, embedder: classify(
-                texts, labels, model, instructions=instructions, progress=progress, embedder=embedder
+                texts,
+                labels,
+                model,
+                instructions=instructions,
+                progress=progress,
+                embedder=embedder,
+                examples=examples,
             ),
             errors,
             f"{column}_label",

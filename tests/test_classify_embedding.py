@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import duckdb
+import pytest
 
 from brickyard import FakeModel, FunctionModel, Workspace
 from brickyard.functions import classify
+from brickyard.functions.filter_agg import filter_
 from brickyard.sql.duckdb import connect
 
 OBVIOUS = [
@@ -53,3 +58,70 @@ async def test_embedding_mechanism_applies_to_local_models_without_instructions(
     remote = FakeModel([{"label": "rotten"}])  # no grammar: a remote model keeps generating
     generated = await classify(texts[:1], ["fresh", "rotten"], remote, embedder=embedder, progress=False)
     assert generated.values == ["rotten"] and generated.mechanisms == ["generated"]
+
+
+def test_examples_train_a_classifier_that_beats_zero_shot_on_a_held_out_split(tmp_path: Path) -> None:
+    """`options => {'examples': 'table'}` fits logistic regression on the examples; no LLM call, real embedder."""
+    from brickyard.datasets.rotten_tomatoes import rotten_tomatoes
+
+    rows = rotten_tomatoes(260, seed=3)
+    train, test = rows[:200], rows[200:]
+    ws = Workspace.init(tmp_path / "ws")
+    with connect(ws, database=str(tmp_path / "w.duckdb")) as con:
+        con.execute("CREATE TABLE labelled (content VARCHAR, label VARCHAR)")
+        con.executemany("INSERT INTO labelled VALUES (?, ?)", [(r.text, r.label) for r in train])
+        con.execute("CREATE TABLE r (txt VARCHAR, gold VARCHAR)")
+        con.executemany("INSERT INTO r VALUES (?, ?)", [(r.text, r.label) for r in test] + [(None, None)])
+        answers = con.execute(
+            "SELECT ai_classify(txt, ARRAY['fresh', 'rotten'], options => {'examples': 'labelled', 'confidence': true})"
+            ", gold FROM r"
+        ).fetchall()
+    assert answers[-1] == (None, None)  # NULL in, NULL out
+    parsed = [(json.loads(a), g) for a, g in answers[:-1]]
+    assert all(p["mechanism"] == "trained" and 0.5 <= p["confidence"] <= 1.0 for p, _ in parsed)
+    accuracy = sum(p["label"] == g for p, g in parsed) / len(parsed)
+    majority = max(sum(g == "fresh" for _, g in parsed), sum(g == "rotten" for _, g in parsed)) / len(parsed)
+    assert accuracy > majority + 0.05, (accuracy, majority)
+    assert len({p["label"] for p, _ in parsed}) == 2
+
+
+def test_examples_refuse_bad_tables_and_labels_with_a_fix(tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "ws")
+    with connect(ws, database=str(tmp_path / "w.duckdb")) as con:
+        con.execute("CREATE TABLE one_label AS SELECT 'great' AS content, 'fresh' AS label")
+        con.execute("CREATE TABLE other AS SELECT 'great' AS content, 'meh' AS label UNION ALL SELECT 'bad', 'rotten'")
+        con.execute("CREATE TABLE nolabel AS SELECT 'great' AS content")
+        con.execute("CREATE TABLE r AS SELECT 'a fine film' AS txt")
+        for relation, fragment in [
+            ("one_label", "at least two labels"),
+            ("other", "outside the label set"),
+            ("nolabel", "needs `label`"),
+            ("missing_table", "cannot read"),
+            ("r; DROP TABLE r", "must name a table"),
+        ]:
+            with pytest.raises(duckdb.Error, match=fragment):
+                con.execute(
+                    f"SELECT ai_classify(txt, ARRAY['fresh', 'rotten'], options => {{'examples': '{relation}'}}) FROM r"
+                ).fetchall()
+        assert con.execute("SELECT count(*) FROM r").fetchone() == (1,)
+        with pytest.raises(duckdb.Error, match="unknown option"):
+            con.execute("SELECT ai_classify(txt, ARRAY['a', 'b'], options => {'confidance': true}) FROM r").fetchall()
+
+
+async def test_filter_on_small_local_models_contrasts_the_predicate_with_its_negation() -> None:
+    local = FakeModel(["true"])
+    local.supports_grammar = True
+    seen: list[str] = []
+
+    def vector(text: str) -> list[float]:
+        seen.append(text)
+        return [0.0, 1.0] if ("not true" in text or "bad" in text) else [1.0, 0.0]
+
+    embedder = FunctionModel(lambda r: "unused", embed_fn=vector)
+    outcome = await filter_("the film is good", ["a good film", "a bad film", None], local, embedder=embedder)
+    assert outcome.values == [True, False, None] and local.calls == []
+    assert "it is not true that the film is good" in seen
+    assert outcome.notes[0] is not None and "cannot judge a predicate reliably" in outcome.notes[0]
+    remote = FakeModel([{"label": "false"}])  # a capable remote model keeps judging the predicate itself
+    judged = await filter_("the film is good", ["a good film"], remote, embedder=embedder)
+    assert judged.values == [False] and len(remote.calls) == 1

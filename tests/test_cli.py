@@ -29,9 +29,11 @@ quick = "echo"
 """
 
 
-def run(*args: str, home: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    env["BRICKYARD_HOME"] = str(home)
+def run(
+    *args: str, home: Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env = {**base, "BRICKYARD_HOME": str(home), **(env or {})}
     proc = subprocess.run([str(BIN), *args], capture_output=True, text=True, env=env, timeout=120)
     if check and proc.returncode != 0:
         raise AssertionError(f"brickyard {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -61,6 +63,9 @@ def test_models_list_shows_price_and_readiness(home: Path) -> None:
     assert "no key ($BRICKYARD_TEST_NO_SUCH_KEY)" in lines["paid"]
     assert "smollm2" in lines and "e5-small" in lines
     assert "alias of echo" in out
+    wide = run("models", "list", home=home, env={"COLUMNS": "250"}).stdout
+    smollm2 = next(line for line in wide.splitlines() if line.startswith("│ smollm2 "))
+    assert "classify/filter: embedding" in smollm2 and "knowledge: extractive" in smollm2
 
 
 def test_ask_streams_the_answer_and_usage_records_it(home: Path) -> None:

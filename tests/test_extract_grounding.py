@@ -119,3 +119,33 @@ def test_invalid_typed_values_are_dropped(value: str, schema: dict[str, Any], ex
     dropped: dict[str, str] = {}
     assert ground(value, schema, EMAIL, "f", dropped) == expected
     assert ("f" in dropped) == (expected is None)
+
+
+async def test_typed_labels_name_their_sql_type_in_capitals() -> None:
+    seen: list[ChatRequest] = []
+    model = answering({"amount_paid": "USD 12,450.00", "paid_on": "03/11/2026", "due date": "03/11/2026"}, seen)
+    outcome = await extract([EMAIL], ["amount_paid DOUBLE", "paid_on DATE", "due date"], model)
+    assert outcome.values == [{"amount_paid": 12450, "paid_on": "2026-11-03", "due date": "03/11/2026"}]
+    properties = seen[0].json_schema["properties"]  # type: ignore[index]
+    assert properties["amount_paid"]["type"] == ["number", "null"] and properties["paid_on"]["format"] == "date"
+    assert properties["due date"]["type"] == ["string", "null"]  # a lower-case last word is part of the name
+
+
+def test_typed_labels_give_a_typed_struct_in_sql_on_the_default_endpoint(tmp_path: Any) -> None:
+    """Real SmolLM2 through DuckDB: the STRUCT's fields have the labels' types; values come from the text or NULL."""
+    from brickyard import Workspace
+    from brickyard.sql.duckdb import connect
+
+    ws = Workspace.init(tmp_path / "ws")
+    with connect(ws, database=":memory:") as con:
+        con.execute("CREATE TABLE mails (txt VARCHAR)")
+        con.execute("INSERT INTO mails VALUES (?), (NULL)", [EMAIL])
+        relation = con.sql(
+            "SELECT ai_extract(txt, ARRAY['amount_paid DOUBLE', 'paid_on DATE', 'payee']) AS e FROM mails"
+        )
+        assert str(relation.types[0]) == "STRUCT(amount_paid DOUBLE, paid_on DATE, payee VARCHAR)"
+        first, second = relation.fetchall()
+    assert second == (None,)
+    value = first[0]
+    assert value["amount_paid"] is None or value["amount_paid"] in (12450.0, 88.0, 2026.0, 3.0, 11.0)
+    assert value["payee"] is None or occurs(value["payee"], EMAIL)

@@ -28,6 +28,7 @@ __all__ = [
     "gen",
     "label_map",
     "mask",
+    "mechanisms",
     "parse_label",
     "parse_response_format",
     "query",
@@ -35,3 +36,20 @@ __all__ = [
     "summarize",
     "translate",
 ]
+
+
+def mechanisms(model: str | None) -> str:
+    """How the AI functions answer on an endpoint serving `model` (shown by `brickyard models list`).
+
+    The small local models answer classification and filters by embedding (measured better than their own
+    labels, BENCHMARKS.md §10) and knowledge questions extractively (§11); extraction keeps values found in
+    the text. Other chat models generate, constrained to the labels or the schema.
+    """
+    name = model or ""
+    if name == "local:e5-small":
+        return "embeddings (ai_embed, ai_similarity; the embedding mechanisms)"
+    if name.startswith("classifier:"):
+        return "a trained classifier (classification only)"
+    if name.startswith("local:"):
+        return "classify/filter: embedding; knowledge: extractive; extract: grounded"
+    return "generation (constrained); extract: grounded"

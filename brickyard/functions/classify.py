@@ -214,6 +214,7 @@ async def classify(
     scoring: bool = False,
     calibrate: bool = True,
     embedder: Model | None = None,
+    examples: Sequence[tuple[str, str]] | None = None,
 ) -> Classification:
     """`ai_classify` over a list: a label per text (a list of labels when `multilabel`).
 
@@ -225,6 +226,9 @@ async def classify(
     With an `embedder`, a single-label task with no instructions, demonstrations or reasoning on a small local
     llama.cpp model is answered by embedding similarity to the labels (and their descriptions) instead:
     measured far better than those models' generated labels (BENCHMARKS.md §10, README "AI functions").
+    `examples` (text, label) pairs train a logistic regression on the embedder's vectors that answers
+    every row instead of the model (single label; needs an `embedder`): measured the most accurate
+    mechanism when labelled rows exist (BENCHMARKS.md §10).
     """
     mapping = label_map(labels)
     n = len(texts)
@@ -237,7 +241,17 @@ async def classify(
         result.values, result.errors, result.reports = outcome.values, outcome.errors, outcome.reports
         result.mechanisms = ["generated" if r is not None else None for r in requests]
         return result
-    if embedder is not None and _embedding_applies(model, instructions, demos, reasoning, scoring):
+    if examples is not None:
+        if multilabel or embedder is None:
+            raise InvalidRequestError(
+                "ai_classify: examples train a single-label classifier on embeddings. "
+                "Fix: drop `multilabel`, or drop `examples`"
+                if multilabel
+                else "ai_classify: examples need an embedding endpoint. Fix: configure `ai_embed`"
+            )
+        await _trained_rows(result, texts, mapping, examples, embedder)
+        return result
+    if embedder is not None and embedding_applies(model, instructions, demos, reasoning, scoring):
         await _embed_rows(result, texts, mapping, embedder)
         return result
     generate = list(range(n))
@@ -255,7 +269,7 @@ async def classify(
     return result
 
 
-def _embedding_applies(
+def embedding_applies(
     model: Model, instructions: str | None, demos: Sequence[Sequence[Demo]] | None, reasoning: bool, scoring: bool
 ) -> bool:
     """Embedding zero-shot replaces generation on llama.cpp models when nothing but the labels defines the task."""
@@ -288,6 +302,44 @@ async def _embed_rows(
         result.mechanisms[i] = "embedding"
         result.confidences[i] = float(probabilities[row, best])
         result.probabilities[i] = {label: float(p) for label, p in zip(labels, probabilities[row], strict=True)}
+
+
+async def _trained_rows(
+    result: Classification,
+    texts: Sequence[str | None],
+    mapping: dict[str, str],
+    examples: Sequence[tuple[str, str]],
+    embedder: Model,
+) -> None:
+    """Each row's label from a logistic regression fitted on the examples' embeddings (confidence: its probability)."""
+    from brickyard.models.classifier import fit_classifier
+
+    by_lower = {label.lower(): label for label in mapping}
+    pairs = [
+        (str(t), str(lab).strip()) for t, lab in examples if not is_null(t) and not is_null(lab) and str(t).strip()
+    ]
+    outside = sorted({lab for _, lab in pairs if lab.lower() not in by_lower})
+    if outside:
+        raise InvalidRequestError(
+            f"ai_classify: the examples have labels outside the label set: {outside[:5]}. "
+            "Fix: relabel those rows, or add the labels to the set"
+        )
+    if len({lab.lower() for _, lab in pairs}) < 2:
+        raise InvalidRequestError(
+            f"ai_classify: the examples must cover at least two labels; got {len(pairs)} rows of "
+            f"{sorted({by_lower[lab.lower()] for _, lab in pairs})}. Fix: add labelled rows of the other labels"
+        )
+    live = [i for i, t in enumerate(texts) if not is_null(t) and str(t).strip()]
+    vectors = (await embedder.embed([t for t, _ in pairs] + [str(texts[i]) for i in live])).vectors
+    weights = fit_classifier(vectors[: len(pairs)], [by_lower[lab.lower()] for _, lab in pairs], embedder=embedder.name)
+    probabilities = weights.probabilities(vectors[len(pairs) :])
+    for row, i in enumerate(live):
+        best = int(np.argmax(probabilities[row]))
+        result.values[i] = weights.classes[best]
+        result.mechanisms[i] = "trained"
+        result.confidences[i] = float(probabilities[row, best])
+        result.probabilities[i] = {c: float(p) for c, p in zip(weights.classes, probabilities[row], strict=True)}
+        result.notes[i] = f"logistic regression on {len(pairs)} examples"
 
 
 EMBEDDING_TEMPERATURE = 0.02

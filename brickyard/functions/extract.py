@@ -12,17 +12,35 @@ from brickyard.functions._rows import DATA_RULE, Demo, Outcome, data_requests, i
 from brickyard.models._types import ChatResult
 from brickyard.models.base import Model
 
+SQL_TYPES: dict[str, dict[str, Any]] = {
+    **{key: {"type": ["string", "null"], "maxLength": MAX_STRING} for key in ("VARCHAR", "STRING", "TEXT")},
+    **{key: {"type": ["number", "null"]} for key in ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "NUMERIC")},
+    **{key: {"type": ["integer", "null"]} for key in ("INTEGER", "INT", "BIGINT")},
+    **{key: {"type": ["boolean", "null"]} for key in ("BOOLEAN", "BOOL")},
+    "DATE": {"type": ["string", "null"], "format": "date"},
+}
+"""Typed labels (`'amount_paid DOUBLE'`): the SQL type, in capitals, after the name, as in a STRUCT definition."""
+
+
+def typed_label(label: str) -> tuple[str, str]:
+    """A label's name and SQL type: `'total DOUBLE'` → ('total', 'DOUBLE'); a plain label is VARCHAR."""
+    name, _, last = label.strip().rpartition(" ")
+    if name.strip() and last in SQL_TYPES:  # in capitals, so that a label such as 'due date' stays a string
+        return name.strip(), last
+    return label.strip(), "VARCHAR"
+
 
 def labels_schema(labels: Sequence[str]) -> dict[str, Any]:
-    """One nullable string field per label, all required (so absent means null, never missing)."""
-    names = [str(label) for label in labels if label is not None and str(label).strip()]
+    """One nullable field per label (a string unless the label names a type), all required (absent is null)."""
+    typed = [typed_label(str(label)) for label in labels if label is not None and str(label).strip()]
+    names = [name for name, _ in typed]
     if not names:
         raise InvalidRequestError("ai_extract: labels is empty. Fix: pass e.g. ARRAY['person', 'location']")
     if len(set(names)) != len(names):
         raise InvalidRequestError("ai_extract: labels repeat. Fix: give each label once")
     return {
         "type": "object",
-        "properties": {name: {"type": ["string", "null"], "maxLength": MAX_STRING} for name in names},
+        "properties": {name: dict(SQL_TYPES[kind]) for name, kind in typed},
         "required": names,
     }
 
@@ -38,8 +56,16 @@ def _schema_of(target: Sequence[str] | Mapping[str, Any] | str) -> tuple[dict[st
         if schema.get("type") != "object" or not isinstance(schema.get("properties"), Mapping):
             raise InvalidRequestError('ai_extract: a JSON schema must be {"type": "object", "properties": {...}}')
         return schema, None
-    names = [str(label) for label in target]
-    return labels_schema(names), names
+    schema = labels_schema([str(label) for label in target])
+    return schema, list(schema["properties"])
+
+
+def _as_label_value(value: Any, field: dict[str, Any]) -> Any:
+    if value is None:
+        return None
+    kinds = field.get("type")
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    return value if ({"number", "integer", "boolean"} & set(kinds)) else str(value)
 
 
 ANTI_REPETITION = {"dry_multiplier": 0.8, "dry_base": 1.75, "dry_allowed_length": 3, "dry_penalty_last_n": 48}
@@ -100,8 +126,8 @@ async def extract(
             continue
         dropped: dict[str, str] = {}
         grounded = ground(raw, schema, str(texts[i]), "", dropped)
-        if names is not None:  # labels: every label present, values as strings
-            grounded = {n: None if grounded.get(n) is None else str(grounded[n]) for n in names}
+        if names is not None:  # labels: every label present; untyped values as strings
+            grounded = {n: _as_label_value(grounded.get(n), schema["properties"][n]) for n in names}
         outcome.values[i] = grounded
         if dropped:
             notes[i] = "dropped " + "; ".join(f"{field}: {why}" for field, why in dropped.items())

@@ -12,6 +12,7 @@ import asyncio
 import json
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,15 +91,24 @@ class ClassifierWeights:
             raise UserError(f"{path} is not a brickyard classifier ({exc}). Fix: train it again") from None
 
 
+REGULARISATION_GRID = (0.5, 2.0, 8.0, 32.0)
+"""Inverse regularisation strengths tried by cross-validation (unit-length embeddings need weaker
+regularisation than scikit-learn's default C = 1, which leans every row toward the majority label)."""
+
+
 def fit_classifier(
     vectors: Sequence[Sequence[float]],
     labels: Sequence[str],
     *,
     embedder: str,
-    c: float = 1.0,
+    c: float | None = None,
     info: dict[str, Any] | None = None,
 ) -> ClassifierWeights:
-    """Fit a logistic regression (scikit-learn) on embeddings and their labels."""
+    """Fit a logistic regression (scikit-learn) on embeddings and their labels, classes weighted to balance.
+
+    `c` None chooses the regularisation by stratified cross-validation on the rows themselves (up to 5
+    folds, from `REGULARISATION_GRID`); with fewer than 2 rows of some label, C = 8.
+    """
     if len(vectors) != len(labels):
         raise UserError(f"{len(vectors)} vectors but {len(labels)} labels. Fix: give one label per vector")
     if len(set(labels)) < 2:
@@ -107,17 +117,28 @@ def fit_classifier(
             "Fix: label more rows, or rows of more than one class"
         )
     try:
-        from sklearn.linear_model import LogisticRegression
+        from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     except ImportError:
         raise MissingExtraError("scikit-learn", "eval") from None
-    fitted = LogisticRegression(C=c, max_iter=2000).fit(np.asarray(vectors, dtype=np.float64), list(labels))
+    x = np.asarray(vectors, dtype=np.float64)
+    folds = min(5, min(list(labels).count(label) for label in set(labels)))
+    if c is None and folds >= 2:
+        with warnings.catch_warnings():  # scikit-learn 1.8 announces a change of LogisticRegressionCV's attributes
+            warnings.simplefilter("ignore", FutureWarning)
+            fitted: Any = LogisticRegressionCV(
+                Cs=list(REGULARISATION_GRID), cv=folds, class_weight="balanced", scoring="neg_log_loss", max_iter=2000
+            ).fit(x, list(labels))
+        chosen = float(np.atleast_1d(fitted.C_)[0])
+    else:
+        chosen = 8.0 if c is None else c
+        fitted = LogisticRegression(C=chosen, class_weight="balanced", max_iter=2000).fit(x, list(labels))
     return ClassifierWeights(
         classes=[str(x) for x in fitted.classes_],
         coef=fitted.coef_.tolist(),
         intercept=fitted.intercept_.tolist(),
         embedder=embedder,
         trained_rows=len(labels),
-        info=dict(info or {}),
+        info={"C": chosen, **dict(info or {})},
     )
 
 
@@ -128,7 +149,7 @@ async def train_classifier(
     *,
     embedder_name: str,
     path: Path | None = None,
-    c: float = 1.0,
+    c: float | None = None,
     info: dict[str, Any] | None = None,
 ) -> ClassifierWeights:
     """Embed `texts` with `embedder` (endpoint `embedder_name`), fit, and save to `path` when given."""

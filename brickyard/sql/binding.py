@@ -9,6 +9,7 @@ function, the row and the cause; `ai_query(..., failOnError => false)` returns t
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from brickyard.functions import (
     translate,
 )
 from brickyard.functions._rows import is_null
+from brickyard.functions.classify import Classification
 from brickyard.models._types import ChatRequest, ChatResult, EmbeddingResult, Usage
 from brickyard.models.base import Model
 from brickyard.models.budget import CostCap
@@ -114,6 +116,9 @@ class FunctionBinding:
             else None
         )
         self.recorded: dict[str, list[ChatRequest]] = defaultdict(list)
+        self.read_examples: Callable[[str], list[tuple[str, str]]] | None = None
+        """Reads a table's (text, label) rows for `ai_classify(..., options => {'examples': 'table'})`; set by
+        the warehouse that owns this binding (none on Spark workers)."""
         self._models: dict[str, Model] = {}
         self._loop = LoopThread()
 
@@ -246,8 +251,12 @@ class FunctionBinding:
     ) -> list[str | None]:
         def run(key: Any, idx: list[int]) -> Outcome[Any]:
             label_json, opts = key
-            parsed = _options(opts, {"instructions", "multilabel"})
-            multilabel = str(parsed.get("multilabel", "false")).lower() in ("true", "1")
+            parsed = _options(opts, {"instructions", "multilabel", "confidence", "examples"})
+            multilabel = _flag(parsed, "multilabel")
+            with_confidence = _flag(parsed, "confidence")
+            if with_confidence and multilabel:
+                raise InvalidRequestError("`confidence` applies to single-label classification. Fix: drop one")
+            examples = self._examples(parsed["examples"]) if "examples" in parsed else None
             outcome = self._run(
                 classify(
                     [contents[i] for i in idx],
@@ -258,13 +267,38 @@ class FunctionBinding:
                     tag="sql",
                     progress=self.progress,
                     embedder=self.model("ai_embed"),  # the default embedder, for small local models
+                    examples=examples,
                 )
             )
             if multilabel:
                 outcome.values = [None if v is None else json.dumps(v) for v in outcome.values]
+            elif with_confidence:
+                assert isinstance(outcome, Classification)
+                outcome.values = [
+                    None if v is None else json.dumps({"label": v, "confidence": c, "mechanism": m})
+                    for v, c, m in zip(outcome.values, outcome.confidences, outcome.mechanisms, strict=True)
+                ]
             return outcome
 
         return self._finish(self._grouped("ai_classify", list(zip(labels, options, strict=True)), run, contents))
+
+    def _examples(self, relation: Any) -> list[tuple[str, str]]:
+        """The labelled rows of `examples`: a table or view with a `label` column and a `content` or `text` column."""
+        if not isinstance(relation, str) or not _RELATION.fullmatch(relation.strip()):
+            raise InvalidRequestError(
+                f"examples must name a table or view, e.g. 'main.labelled_reviews'; got {relation!r}"
+            )
+        if self.read_examples is None:
+            raise InvalidRequestError(
+                "examples are read from the embedded warehouse; this engine cannot read a table inside a function. "
+                "Fix: run the query with `brickyard sql`, or train a classifier endpoint (`brickyard eval classifier`)"
+            )
+        rows = self.read_examples(relation.strip())
+        if not rows:
+            raise InvalidRequestError(f"examples table {relation} has no labelled rows. Fix: fill it first")
+        if self.dry_run:  # no model call to record: the classifier answers from embeddings
+            raise _DryRun
+        return rows
 
     def ai_extract(self, contents: Sequence[str | None], labels: Sequence[str | None]) -> list[str | None]:
         def run(key: Any, idx: list[int]) -> Outcome[Any]:
@@ -342,7 +376,14 @@ class FunctionBinding:
     def ai_filter(self, predicates: Sequence[str | None], contents: Sequence[str | None]) -> list[Any]:
         def run(key: Any, idx: list[int]) -> Outcome[Any]:
             return self._run(
-                filter_(key, [contents[i] for i in idx], self.model("ai_filter"), tag="sql", progress=self.progress)
+                filter_(
+                    key,
+                    [contents[i] for i in idx],
+                    self.model("ai_filter"),
+                    tag="sql",
+                    progress=self.progress,
+                    embedder=self.model("ai_embed"),  # the default embedder, for small local models
+                )
             )
 
         # A dry run lets every row through, so the estimate covers what comes after the filter.
@@ -382,6 +423,22 @@ def _options(raw: str | None, allowed: set[str]) -> dict[str, Any]:
     if unknown:
         raise InvalidRequestError(f"unknown option(s) {sorted(unknown)}. Fix: use some of {sorted(allowed)}")
     return value
+
+
+_RELATION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}")
+
+
+def _flag(options: dict[str, Any], name: str) -> bool:
+    """A boolean option given as true/false (or 1/0, or their text)."""
+    value = options.get(name, False)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0", "", "none", "null"):
+        return False
+    raise InvalidRequestError(f"option `{name}` must be true or false; got {value!r}")
 
 
 def _labels(raw: str | None) -> Any:

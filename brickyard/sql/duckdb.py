@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from brickyard._errors import MissingExtraError
+from brickyard._errors import InvalidRequestError, MissingExtraError
+from brickyard.functions.extract import SQL_TYPES
 from brickyard.sql.binding import FunctionBinding
 from brickyard.store.payloads import register_view as register_payloads_view
 from brickyard.workspace import WAREHOUSE_NAME as WAREHOUSE_NAME  # the file name, for old imports
@@ -25,9 +26,14 @@ CREATE OR REPLACE MACRO ai_query(endpoint, request, returnType := NULL, modelPar
                          failOnError::BOOLEAN);
 CREATE OR REPLACE MACRO ai_classify(content, labels, options := NULL) AS
     __by_ai_classify(content, to_json(labels)::VARCHAR, to_json(options)::VARCHAR);
+CREATE OR REPLACE MACRO __ai_label_field(x) AS
+    CASE WHEN split_part(trim(x), ' ', -1) IN ({types}) AND position(' ' IN trim(x)) > 0
+         THEN (trim(left(trim(x), length(trim(x)) - length(split_part(trim(x), ' ', -1)))),
+               split_part(trim(x), ' ', -1))
+         ELSE (trim(x), 'VARCHAR') END;
 CREATE OR REPLACE MACRO ai_extract(content, labels) AS
     json_transform(__by_ai_extract(content, to_json(labels)::VARCHAR),
-                   to_json(map_from_entries(list_transform(labels, x -> (x, 'VARCHAR')))));
+                   to_json(map_from_entries(list_transform(labels, x -> __ai_label_field(x)))));
 CREATE OR REPLACE MACRO ai_extract_json(content, schema) AS
     __by_ai_extract(content, to_json(schema)::VARCHAR)::JSON;
 CREATE OR REPLACE MACRO ai_summarize(content, max_words := 50) AS __by_ai_summarize(content, max_words);
@@ -43,7 +49,7 @@ CREATE OR REPLACE MACRO ai_agg(texts, instruction) AS __by_ai_agg(texts, instruc
 CREATE OR REPLACE MACRO vector_search(index_name, query, k := 10) AS TABLE
     SELECT key, text, list_cosine_similarity(embedding::FLOAT[], ai_embed(query)) AS score
     FROM query_table(index_name) ORDER BY score DESC LIMIT k;
-"""
+""".replace("{types}", ", ".join(f"'{name}'" for name in SQL_TYPES))
 
 
 def _duckdb() -> Any:
@@ -108,12 +114,39 @@ class _Connection:
         self.close()
 
 
+def _examples_reader(con: Any) -> Any:
+    """Reads (text, label) rows of a table or view through a second cursor (a function runs inside a query)."""
+    cursor = con.cursor()
+
+    def read(relation: str) -> list[tuple[str, str]]:
+        try:
+            columns = [c[0] for c in cursor.execute(f"SELECT * FROM {relation} LIMIT 0").description]
+        except Exception as exc:
+            raise InvalidRequestError(
+                f"examples: cannot read {relation} ({str(exc).splitlines()[0]}). "
+                "Fix: name a table or a (non-temporary) view of the warehouse"
+            ) from None
+        lower = {c.lower(): c for c in columns}
+        text = lower.get("content") or lower.get("text")
+        if "label" not in lower or text is None:
+            raise InvalidRequestError(
+                f"examples: {relation} has columns {columns}; it needs `label` and `content` (or `text`). "
+                "Fix: SELECT review AS content, verdict AS label ... into a view"
+            )
+        query = f'SELECT "{text}", "{lower["label"]}" FROM {relation} WHERE "{lower["label"]}" IS NOT NULL'
+        return [(str(t), str(lab)) for t, lab in cursor.execute(query).fetchall() if t is not None]
+
+    return read
+
+
 def register(con: Any, binding: FunctionBinding) -> None:
     """Register the Arrow UDFs and the Databricks-style macros on a DuckDB connection."""
     import pyarrow as pa
 
     def strings(array: Any) -> list[Any]:
         return list(array.to_pylist())
+
+    binding.read_examples = _examples_reader(con)
 
     def udf(name: str, params: list[str], returns: str, fn: Any) -> None:
         con.create_function(name, fn, params, returns, type="arrow", null_handling="special", side_effects=True)

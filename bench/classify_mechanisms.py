@@ -1,0 +1,155 @@
+"""Which mechanism each classification function uses on the embedded default: measured, not guessed.
+
+On Rotten Tomatoes snippets (fresh/rotten), with no key:
+  - `ai_classify` zero-shot by embedding similarity to the labels' descriptions (the default for a
+    single-label task without instructions on the small local models), over 2,000 rows;
+  - `ai_classify(..., options => {'examples': ...})`: logistic regression on the default embedder's
+    vectors, trained on 50, 200 or 800 labelled rows disjoint from the 2,000 test rows;
+  - an ensemble (mean of the trained classifier's and SmolLM2's calibrated label probabilities) on the first
+    200 test rows, beside each of its parts on the same rows;
+  - `ai_filter` on three predicates (one positive statement, two negative), 200 rows: the embedding
+    contrast (the default on the small local models), SmolLM2's calibrated yes/no scores and its generated
+    answers, with the "keep every row" baseline.
+
+Each variant runs in a fresh workspace (empty caches). Speeds carry the machine load beside them.
+Run: `python -m bench.classify_mechanisms [TEST_ROWS]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from bench.common import fresh_workspace, save
+from brickyard.datasets.rotten_tomatoes import LABELS, rotten_tomatoes
+from brickyard.functions.classify import Classification, classify
+from brickyard.functions.filter_agg import filter_
+
+DESCRIPTIONS = {"fresh": "a positive, favourable movie review", "rotten": "a negative, unfavourable movie review"}
+PREDICATES = [
+    ("the reviewer liked the film", "fresh"),
+    ("the reviewer disliked the film", "rotten"),
+    ("the review is negative about the movie", "rotten"),
+]
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _accuracy(predicted: list[Any], gold: list[str]) -> float:
+    return round(sum(p == g for p, g in zip(predicted, gold, strict=True)) / len(gold), 4)
+
+
+async def _classify(texts: list[str], gold: list[str], **options: Any) -> tuple[Classification, dict[str, Any]]:
+    ws = fresh_workspace()
+    model, embedder = ws.model("smollm2"), ws.model("e5-small")
+    try:
+        await embedder.embed(["warm up"])
+        load = _load()
+        started = time.perf_counter()
+        outcome = await classify(texts, DESCRIPTIONS, model, embedder=embedder, progress=False, **options)
+        seconds = time.perf_counter() - started
+    finally:
+        await ws.aclose()
+    shares = {label: outcome.values.count(label) / len(gold) for label in LABELS}
+    return outcome, {
+        "accuracy": _accuracy(outcome.values, gold),
+        "rows_per_s": round(len(texts) / seconds, 2),
+        "seconds": round(seconds, 1),
+        "majority_label_share": round(max(shares.values()), 4),
+        "mechanisms": sorted({m for m in outcome.mechanisms if m}),
+        "load_before": load,
+    }
+
+
+async def _filter(texts: list[str], truth: list[bool], predicate: str, mode: str) -> dict[str, Any]:
+    ws = fresh_workspace()
+    model, embedder = ws.model("smollm2"), ws.model("e5-small")
+    try:
+        started = time.perf_counter()
+        outcome = await filter_(
+            predicate,
+            texts,
+            model,
+            progress=False,
+            embedder=embedder if mode == "embedding" else None,
+            scoring=mode == "scored",
+        )
+        seconds = time.perf_counter() - started
+    finally:
+        await ws.aclose()
+    return _filter_figures([bool(v) for v in outcome.values], truth) | {"rows_per_s": round(len(texts) / seconds, 2)}
+
+
+def _filter_figures(kept: list[bool], truth: list[bool]) -> dict[str, Any]:
+    tp = sum(k and t for k, t in zip(kept, truth, strict=True))
+    precision = tp / sum(kept) if any(kept) else 0.0
+    recall = tp / sum(truth)
+    return {
+        "kept": sum(kept),
+        "accuracy": round(sum(k == t for k, t in zip(kept, truth, strict=True)) / len(truth), 4),
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(2 * precision * recall / (precision + recall), 4) if tp else 0.0,
+    }
+
+
+async def bench(test_rows: int) -> dict[str, Any]:
+    rows = rotten_tomatoes(test_rows + 800, seed=0, install=True)
+    test, pool = rows[:test_rows], rows[test_rows:]
+    texts, gold = [r.text for r in test], [r.label for r in test]
+    out: dict[str, Any] = {
+        "test_rows": test_rows,
+        "base_rate_fresh": round(gold.count("fresh") / len(gold), 4),
+        "classify": {},
+        "filter": {},
+    }
+    _, out["classify"]["zero_shot_embedding"] = await _classify(texts, gold)
+    print("zero-shot", out["classify"]["zero_shot_embedding"], flush=True)
+    trained: Classification | None = None
+    for k in (50, 200, 800):
+        examples = [(r.text, r.label) for r in pool[:k]]
+        trained, figures = await _classify(texts, gold, examples=examples)
+        out["classify"][f"trained_{k}"] = figures
+        print("trained", k, figures, flush=True)
+    assert trained is not None
+    # the ensemble, on the first 200 rows: SmolLM2's calibrated scores beside the 800-example classifier
+    few = min(200, test_rows)
+    scored, scored_figures = await _classify(texts[:few], gold[:few], scoring=True)
+    lr = [trained.probabilities[i] for i in range(few)]
+    llm = scored.probabilities
+    mixed = [
+        LABELS[int(np.argmax([(a or {}).get(lab, 0.5) + (b or {}).get(lab, 0.5) for lab in LABELS]))]
+        for a, b in zip(lr, llm, strict=True)
+    ]
+    out["ensemble_200"] = {
+        "smollm2_calibrated_scores": scored_figures["accuracy"],
+        "trained_800": _accuracy([trained.values[i] for i in range(few)], gold[:few]),
+        "mean_of_both": _accuracy(mixed, gold[:few]),
+        "smollm2_rows_per_s": scored_figures["rows_per_s"],
+    }
+    print("ensemble", out["ensemble_200"], flush=True)
+    for predicate, positive in PREDICATES:
+        truth = [g == positive for g in gold[:few]]
+        per: dict[str, Any] = {"keep_every_row": _filter_figures([True] * few, truth)}
+        for mode in ("embedding", "scored", "generated"):
+            per[mode] = await _filter(texts[:few], truth, predicate, mode)
+        out["filter"][predicate] = per
+        print("filter", predicate, per, flush=True)
+    return out
+
+
+def run(test_rows: int = 2000) -> dict[str, Any]:
+    figures = asyncio.run(bench(test_rows))
+    save("classify_mechanisms", figures)
+    return figures
+
+
+if __name__ == "__main__":
+    run(int(sys.argv[1]) if len(sys.argv) > 1 else 2000)
