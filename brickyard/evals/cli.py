@@ -170,16 +170,22 @@ def eval_run(
         str | None, typer.Option(help="comma-separated ENDPOINT or ENDPOINT/STRATEGY (default: every usable endpoint)")
     ] = None,
     judge: Annotated[str | None, typer.Option(help="an endpoint for LLM judges")] = None,
-    policy: Annotated[str, typer.Option(help="max_quality | cheapest_within:POINTS | best_under:USD_PER_1K")] = (
-        "max_quality"
-    ),
+    policy: Annotated[
+        str,
+        typer.Option(
+            help="cheapest_equivalent[:POINTS] (the cheapest candidate equivalent to the best, 2 points by default) "
+            "| max_quality | cheapest_within:POINTS | best_under:USD_PER_1K"
+        ),
+    ] = "cheapest_equivalent:2",
     max_cost: Annotated[
         float | None, typer.Option(help="stop the sweep at this many USD (partial results kept)")
     ] = None,
     estimate: Annotated[
         bool, typer.Option("--estimate", help="print expected calls, tokens and USD; run nothing")
     ] = False,
-    halving: Annotated[bool, typer.Option(help="successive halving (drop clearly worse candidates early)")] = True,
+    halving: Annotated[
+        bool, typer.Option(help="successive halving and racing (drop clearly worse candidates, stop when known)")
+    ] = True,
     min_cases: Annotated[int, typer.Option(help="cases in the first halving rung")] = 30,
     shots: Annotated[int, typer.Option(help="demonstrations per input for few-shot candidates")] = 3,
     variants: Annotated[
@@ -317,15 +323,24 @@ def print_evaluation(rec: dict[str, Any], report: Path) -> None:
             f"p={comparison['p_value']:.3f}"
         )
     saving = rec["halving"]
+    if saving.get("stop_reason"):
+        out.print(f"racing stopped the sweep: {saving['stop_reason']}")
     out.print(
-        f"successive halving: {saving['case_runs']} of {saving['case_runs_full']} case runs "
+        f"successive halving and racing: {saving['case_runs']} of {saving['case_runs_full']} case runs "
         f"({100 * saving['case_runs_saved']:.0f}% saved), {saving['usd']:.4f} of ~{saving['usd_full_estimate']:.4f} USD"
+        + (
+            f", {saving['seconds']:.0f} of ~{saving['seconds_full_estimate']:.0f} s"
+            if saving.get("seconds_full_estimate")
+            else ""
+        )
     )
     if rec["partial"]:
         out.print("[bold yellow]stopped at the cost cap: partial results, nothing applied[/]")
     if rec["chosen"]:
         applied = f" → saved as version {rec['applied_version']}" if rec["applied_version"] else ""
         out.print(f"chosen by {rec['policy']}: [bold]{rec['chosen']}[/]{applied}")
+        if rec.get("choice_reason"):
+            out.print(rec["choice_reason"], markup=False, highlight=False)
     else:
         out.print(f"no candidate qualified under {rec['policy']}")
     out.print(f"report: {report}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +16,15 @@ from rich.console import Console
 
 from brickyard._errors import BrickyardError, UserError
 from brickyard.agents.runner import Agents
-from brickyard.agents.spec import AgentSpec
+from brickyard.agents.spec import AgentKind, AgentSpec
 from brickyard.agents.trace import Trace
 from brickyard.batch import DEFAULT_OUTPUT_TOKENS
+from brickyard.config import EndpointConfig
 from brickyard.evals._types import Scorer
 from brickyard.evals.candidates import Candidate, chosen_spec, expand
-from brickyard.evals.choice import choose, compare_top, evidence, frontier
+from brickyard.evals.choice import choose, compare_top, equivalent_to_best, evidence, explain, frontier
 from brickyard.evals.datasets import Dataset, EvalDatasets
-from brickyard.evals.policy import Policy
+from brickyard.evals.policy import Policy, PolicyKind
 from brickyard.evals.report import record, write_cases, write_report
 from brickyard.evals.scorers import check_labels, default_scorers
 from brickyard.evals.sweep import HalvingPlan, Sweep, halving_saving, leaderboard
@@ -31,6 +32,7 @@ from brickyard.models._types import ChatRequest, Usage, estimate_tokens
 from brickyard.models.base import Model, WrapperModel
 from brickyard.models.budget import CostCap
 from brickyard.models.calls import Call, EmbedCall, Reply
+from brickyard.models.classifier import BUILTIN_EMBEDDERS, ClassifierModel, ClassifierWeights
 from brickyard.workspace import Workspace
 
 EVALS_DIR = "evals"
@@ -99,7 +101,53 @@ def candidates_for(
     endpoints = list(given) if given else usable_chat_endpoints(workspace)
     if not endpoints:
         raise UserError("no usable endpoint to evaluate. Fix: `brickyard models pull smollm2-135m` or add endpoints")
+    if not given and spec.kind is AgentKind.classify and labelled_dev:  # the embedding classifier, built in
+        endpoints.append(f"{workspace.settings.defaults.embedding}/classifier")
     return expand(endpoints, spec.kind, labelled_dev=labelled_dev, k=k, variants=variants)
+
+
+async def train_classifiers(
+    workspace: Workspace, spec: AgentSpec, dataset: Dataset, candidates: Sequence[Candidate]
+) -> list[Candidate]:
+    """Train each `ENDPOINT/classifier` candidate on the dev split and register the endpoint that serves it."""
+    from brickyard.evals.cascade_deploy import save_proxy_classifier
+
+    out = []
+    for candidate in candidates:
+        if not candidate.trained:
+            out.append(candidate)
+            continue
+        labelled = [c for c in dataset.dev if c.expected is not None]
+        if spec.kind is not AgentKind.classify or not spec.labels or not labelled:
+            raise UserError(
+                f"{candidate.id}: a classifier is trained for a classify agent on labelled dev cases. "
+                "Fix: drop this candidate, or add expected labels to the dev split"
+            )
+        path = await save_proxy_classifier(
+            workspace, f"{spec.name}-{candidate.endpoint}", labelled, spec.labels, embedder=candidate.endpoint
+        )
+        name = f"{spec.name}-classifier-{path.stem.rsplit('-', 1)[-1]}"
+        model = ClassifierModel(ClassifierWeights.load(path), workspace.registry.get(candidate.endpoint), name=name)
+        workspace.registry.register(name, model, EndpointConfig(model=f"classifier:{path}"))
+        out.append(replace(candidate, serving=name))
+    return out
+
+
+def persistable(workspace: Workspace, candidate: Candidate) -> bool:
+    """Whether a trained classifier can be served from brickyard.toml (the `classifier:` provider embeds
+    with the bundled e5-small only)."""
+    return not candidate.trained or candidate.endpoint in BUILTIN_EMBEDDERS
+
+
+def persist_endpoint(workspace: Workspace, name: str) -> None:
+    """Write a runtime-registered endpoint (a trained classifier) into brickyard.toml, so a chosen spec that
+    names it keeps working after this process."""
+    config = workspace.registry.config_for(name)
+    text = workspace.config_path.read_text(encoding="utf-8") if workspace.config_path.exists() else ""
+    if f"[endpoints.{name}]" in text:
+        return
+    block = f'\n[endpoints.{name}]  # trained by `brickyard eval run`\nmodel = "{config.model}"\n'
+    workspace.config_path.write_text(text + block, encoding="utf-8")
 
 
 async def evaluate(
@@ -126,7 +174,9 @@ async def evaluate(
     datasets = EvalDatasets(workspace)
     try:
         dataset = datasets.get(dataset_name, dataset_version)
-        chosen_candidates = candidates_for(workspace, spec, dataset, candidates, k=k, variants=variants)
+        chosen_candidates = await train_classifiers(
+            workspace, spec, dataset, candidates_for(workspace, spec, dataset, candidates, k=k, variants=variants)
+        )
         cap = CostCap(max_cost_usd, kind="sweep") if max_cost_usd is not None else None
         scorers = scorers_for(workspace, spec, dataset, judge, cap)
         sweep = Sweep(
@@ -143,11 +193,21 @@ async def evaluate(
         )
         result = await sweep.run()
         rows = leaderboard(result)
-        chosen_row = choose(rows, result.primary, policy)
+        chosen_row = choose(rows, result.primary, policy, result)
+        tests = equivalent_to_best(result, rows, policy.margin) if policy.kind is PolicyKind.cheapest_equivalent else {}
         comparison = compare_top(result, rows)
         applied = None
-        if chosen_row is not None and apply and not result.partial:
-            candidate = next(r.candidate for r in result.results if r.id == chosen_row.id)
+        candidate = next((r.candidate for r in result.results if chosen_row and r.id == chosen_row.id), None)
+        reason = explain(chosen_row, rows, policy, tests, result.primary)
+        if candidate is not None and not persistable(workspace, candidate):
+            apply = False
+            reason += (
+                f" Not applied: a classifier on `{candidate.endpoint}` embeddings cannot be served from brickyard.toml"
+                " (the classifier provider embeds with e5-small)."
+            )
+        if chosen_row is not None and candidate is not None and apply and not result.partial:
+            if candidate.trained:
+                persist_endpoint(workspace, candidate.target)
             proof = evidence(result, chosen_row, policy, comparison)
             applied = agents.create(chosen_spec(spec, candidate, dataset.dev, proof))
         rec = record(
@@ -159,6 +219,8 @@ async def evaluate(
             pareto=frontier(rows, result.primary),
             saving=halving_saving(result),
             applied_version=applied,
+            equivalence=tests,
+            reason=reason,
         )
         folder = workspace.path / EVALS_DIR / "runs"
         folder.mkdir(parents=True, exist_ok=True)
@@ -212,6 +274,11 @@ async def estimate(
         chosen = candidates_for(workspace, spec, dataset, candidates, k=k)
         per_candidate: list[dict[str, Any]] = []
         for candidate in chosen:
+            if candidate.trained:  # trained on the dev split at run time; answers from embeddings, no LLM call
+                per_candidate.append(
+                    {"candidate": candidate.id, "calls": 0, "input_tokens": 0, "output_tokens": 0, "usd": 0.0}
+                )
+                continue
             variant = candidate.apply(spec, dataset.dev)
             start = len(sink)
             for case in dataset.test:
@@ -222,7 +289,7 @@ async def estimate(
                     if len(sink) == before:
                         raise UserError(f"{candidate.id} cannot run: {exc}") from None
             requests = sink[start:]
-            price = workspace.registry.price(candidate.endpoint)
+            price = workspace.registry.price(candidate.target)
             tokens_in = sum(estimate_tokens(r.prompt_text()) for _, r in requests)
             tokens_out = sum(r.max_tokens or DEFAULT_OUTPUT_TOKENS for _, r in requests)
             per_candidate.append(

@@ -7,8 +7,12 @@ from enum import StrEnum
 
 from brickyard._errors import UserError
 
+DEFAULT_MARGIN_POINTS = 2.0
+"""The equivalence margin of the default policy, in points of the primary metric (0–100 scale)."""
+
 
 class PolicyKind(StrEnum):
+    cheapest_equivalent = "cheapest_equivalent"
     max_quality = "max_quality"
     cheapest_within = "cheapest_within"
     best_under = "best_under"
@@ -16,10 +20,12 @@ class PolicyKind(StrEnum):
 
 @dataclass(frozen=True)
 class Policy:
-    """max_quality; cheapest_within:X (points of the best score, 0–100 scale); best_under:USD (per 1k rows)."""
+    """cheapest_equivalent:X (the default, X = 2: the cheapest, then fastest, candidate statistically
+    equivalent to the best within X points, by two one-sided tests on the paired differences); max_quality;
+    cheapest_within:X (points of the best score, 0–100 scale, point estimates); best_under:USD (per 1k rows)."""
 
-    kind: PolicyKind = PolicyKind.max_quality
-    value: float | None = None
+    kind: PolicyKind = PolicyKind.cheapest_equivalent
+    value: float | None = DEFAULT_MARGIN_POINTS
 
     @classmethod
     def parse(cls, text: str) -> Policy:
@@ -28,10 +34,13 @@ class Policy:
             kind = PolicyKind(name.replace("-", "_"))
         except ValueError:
             raise UserError(
-                f"unknown policy `{text}`. Fix: max_quality, cheapest_within:POINTS or best_under:USD_PER_1K"
+                f"unknown policy `{text}`. Fix: cheapest_equivalent[:POINTS], max_quality, cheapest_within:POINTS "
+                "or best_under:USD_PER_1K"
             ) from None
         if kind is PolicyKind.max_quality:
-            return cls(kind)
+            return cls(kind, None)
+        if kind is PolicyKind.cheapest_equivalent and not value:
+            return cls(kind, DEFAULT_MARGIN_POINTS)
         try:
             number = float(value)
         except ValueError:
@@ -46,4 +55,6 @@ class Policy:
     @property
     def margin(self) -> float:
         """How far below the leader (0–1 scale) a candidate may score and still be chosen."""
-        return (self.value or 0.0) / 100 if self.kind is PolicyKind.cheapest_within else 0.0
+        if self.kind in (PolicyKind.cheapest_within, PolicyKind.cheapest_equivalent):
+            return (self.value or 0.0) / 100
+        return 0.0

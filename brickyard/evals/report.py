@@ -26,6 +26,8 @@ def record(
     pareto: list[str],
     saving: dict[str, Any],
     applied_version: int | None,
+    equivalence: dict[str, dict[str, Any]] | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """The whole evaluation as plain data (what `eval rerun`, MLflow export and the report read)."""
     return {
@@ -55,6 +57,8 @@ def record(
         "pareto": pareto,
         "policy": policy,
         "chosen": chosen,
+        "choice_reason": reason,
+        "equivalence": equivalence or {},
         "applied_version": applied_version,
         "halving": saving,
     }

@@ -187,6 +187,38 @@ def paired_comparison(
     return Comparison(diff, float(low), float(high), float(p_value), p_value < alpha)
 
 
+@dataclass(frozen=True)
+class Equivalence:
+    """Two one-sided tests on A − B: equivalent when the (1 − 2·alpha) interval lies inside ±margin."""
+
+    diff: float
+    low: float
+    high: float
+    margin: float
+    equivalent: bool
+
+
+def equivalence(
+    scores_a: Sequence[CaseScore],
+    scores_b: Sequence[CaseScore],
+    aggregate: Aggregate,
+    *,
+    margin: float,
+    alpha: float = 0.05,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> Equivalence:
+    """Are A and B equivalent within `margin` (0–1 scale) on the same cases? TOST on the paired bootstrap.
+
+    Each one-sided test at level alpha (A − B > −margin, and A − B < margin) is passed when the
+    (1 − 2·alpha) percentile interval of the paired difference clears that bound, so equivalence is
+    claimed at level alpha overall.
+    """
+    interval = paired_comparison(scores_a, scores_b, aggregate, n_resamples=n_resamples, seed=seed, alpha=2 * alpha)
+    inside = -margin < interval.low and interval.high < margin
+    return Equivalence(interval.diff, interval.low, interval.high, margin, bool(inside))
+
+
 def pareto_frontier(points: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of the (quality, cost) points no other point dominates, by cost ascending.
 

@@ -25,7 +25,7 @@ from brickyard.evals._types import Case, CaseScore, Scorer
 from brickyard.evals.candidates import Candidate, CaseRun, run_cases
 from brickyard.evals.datasets import Dataset
 from brickyard.evals.policy import Policy, PolicyKind
-from brickyard.evals.stats import bootstrap_ci, paired_comparison, percentile
+from brickyard.evals.stats import bootstrap_ci, equivalence, paired_comparison, percentile
 from brickyard.models.base import Model
 from brickyard.models.budget import CostCap
 from brickyard.workspace import Workspace
@@ -39,6 +39,8 @@ class HalvingPlan:
     min_cases: int = 30
     alpha: float = 0.05
     enabled: bool = True
+    racing: bool = True
+    """Stop the whole sweep after a rung when the choice is known (see `Sweep._answer_known`)."""
 
     def rungs(self, total: int, candidates: int) -> list[int]:
         if not self.enabled or candidates < 2 or total <= self.min_cases:
@@ -88,6 +90,8 @@ class SweepResult:
     partial: bool = False
     elapsed_s: float = 0.0
     started: float = field(default_factory=time.time)
+    stop_reason: str | None = None
+    """Why racing stopped the sweep before the last rung (None when it ran every rung)."""
 
     @property
     def primary(self) -> str:
@@ -169,6 +173,7 @@ class Sweep:
             transient=True,
         )
         bar.start()
+        self.stop_reason: str | None = None
         try:
             await self._rungs(agents, rungs, results, variants, stop, bar)
         finally:
@@ -185,6 +190,7 @@ class Sweep:
             rungs=rungs,
             partial=stop.is_set(),
             elapsed_s=elapsed,
+            stop_reason=self.stop_reason,
         )
 
     async def _rungs(
@@ -211,7 +217,7 @@ class Sweep:
                     bar.update(task, advance=1, stats=f"{errors} errors")
 
                 # no more in flight than the endpoint serves at once, so latencies are not queueing time
-                slots = self.workspace.registry.get(result.candidate.endpoint).max_concurrency or self.concurrency
+                slots = self.workspace.registry.get(result.candidate.target).max_concurrency or self.concurrency
                 runs = await run_cases(
                     agents,
                     variants[result.candidate],
@@ -234,6 +240,46 @@ class Sweep:
                 break
             if size < len(test):
                 self._drop_clearly_worse(alive, size)
+                self.stop_reason = self._answer_known([r for r in alive if r.dropped_at is None])
+                if self.stop_reason is not None:
+                    self._say(f"  racing stops after {size} cases: {self.stop_reason}")
+                    break
+
+    def _answer_known(self, alive: list[CandidateResult]) -> str | None:
+        """Why the choice is already known after this rung (None to go on): one candidate left; under
+        `cheapest_equivalent`, every candidate left equivalent to the leader within the margin (then cost
+        decides); or a leader significantly better than every other (the policies that choose by quality)."""
+        if not self.plan.racing:
+            return None
+        if len(alive) == 1:
+            return f"only {alive[0].id} is left"
+        if self.policy.kind not in (PolicyKind.cheapest_equivalent, PolicyKind.max_quality):
+            return None
+        primary = self.scorers[0]
+        means = {r.id: primary.aggregate(r.scores[primary.name]) for r in alive}
+        leader = max(alive, key=lambda r: means[r.id])
+        others = [r for r in alive if r is not leader]
+        if self.policy.kind is PolicyKind.cheapest_equivalent:
+            tests = [
+                equivalence(
+                    leader.scores[primary.name], r.scores[primary.name], primary.aggregate, margin=self.policy.margin
+                )
+                for r in others
+            ]
+            if all(t.equivalent for t in tests):
+                return (
+                    f"{', '.join(r.id for r in alive)} are equivalent within {self.policy.margin * 100:g} points; "
+                    "the cheapest is chosen"
+                )
+        comparisons = [
+            paired_comparison(
+                leader.scores[primary.name], r.scores[primary.name], primary.aggregate, alpha=self.plan.alpha
+            )
+            for r in others
+        ]
+        if all(c.significant and c.low > 0 for c in comparisons):
+            return f"{leader.id} is significantly better than every other candidate"
+        return None
 
     def _drop_clearly_worse(self, alive: list[CandidateResult], size: int) -> None:
         """Drop candidates the policy can no longer choose: over its cost limit, or significantly more than
@@ -343,6 +389,9 @@ def halving_saving(result: SweepResult) -> dict[str, Any]:
     spent = sum(r.cost_usd for r in result.results)
     calls = sum(sum(x.calls for x in r.ran) for r in result.results)
     return {
+        "stop_reason": result.stop_reason,
+        "seconds": round(result.elapsed_s, 2),
+        "seconds_full_estimate": round(result.elapsed_s * full_cases / ran_cases, 2) if ran_cases else 0.0,
         "case_runs": ran_cases,
         "case_runs_full": full_cases,
         "case_runs_saved": 1 - ran_cases / full_cases if full_cases else 0.0,
