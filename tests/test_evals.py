@@ -438,3 +438,30 @@ async def test_the_embedding_classifier_is_a_built_in_candidate_trained_on_the_d
     assert other["applied_version"] is None and "Not applied" in other["choice_reason"]
     with pytest.raises(UserError, match="unknown strategy"):
         parse_candidate("emb/classifer")
+
+
+async def test_a_teacher_proposes_instructions_from_dev_failures_and_each_is_a_candidate(ws: Workspace) -> None:
+    seen: list[str] = []
+
+    def teacher(request: ChatRequest) -> dict[str, list[str]]:
+        seen.append(str(request.messages[-1]["content"]))
+        return {"proposals": ["Label odd-numbered cases neg.", "Label odd-numbered cases neg.", "Read closely."]}
+
+    def student(request: ChatRequest) -> dict[str, str]:
+        i = int(re.search(r"case (\d+)", str(request.messages[-1]["content"])).group(1))  # type: ignore[union-attr]
+        if "odd-numbered" in str(request.messages[0]["content"]):
+            return {"label": gold(i)}  # the revised instructions fix every case
+        return {"label": "pos"}
+
+    ws.registry.register("teacher", FunctionModel(teacher), EndpointConfig(model="function:teacher", cache=False))
+    ws.registry.register("student", FunctionModel(student), EndpointConfig(model="function:student", cache=False))
+    rec = (
+        await evaluate(ws, "sentiment", "reviews", candidates=["student/zero-shot"], teacher="teacher", apply=False)
+    ).record
+    # the teacher saw the failures on the dev split (the odd cases, answered "pos" instead of "neg")
+    assert len(seen) == 1 and "expected: neg" in seen[0] and "actual: " in seen[0]
+    assert [p["name"] for p in rec["proposals"]] == ["proposed-1", "proposed-2"]  # the repeat is dropped
+    assert 0 < rec["proposals"][0]["from_failures"] <= 90  # the agent's own endpoint's failures on the 90 dev cases
+    ids = {row["id"] for row in rec["leaderboard"]}
+    assert {"student/zero-shot", "student/zero-shot/proposed-1", "student/zero-shot/proposed-2"} <= ids
+    assert rec["chosen"] == "student/zero-shot/proposed-1"  # chosen on the test split

@@ -191,6 +191,11 @@ def eval_run(
     variants: Annotated[
         Path | None, typer.Option(help="a YAML/JSON file of name: instructions, tried besides the spec's own")
     ] = None,
+    teacher: Annotated[
+        str | None,
+        typer.Option(help="an endpoint that proposes revised instructions from the failures on the dev split"),
+    ] = None,
+    proposals: Annotated[int, typer.Option(help="instruction proposals asked of the teacher", min=1, max=8)] = 3,
     apply: Annotated[bool, typer.Option(help="write the choice into the agent spec (new version)")] = True,
     report: Annotated[Path | None, typer.Option(help="where to write the HTML report")] = None,
     mlflow: Annotated[Path | None, typer.Option(help="also export to an MLflow file store in this folder")] = None,
@@ -228,6 +233,8 @@ def eval_run(
                 console=err,
                 k=shots,
                 variants=read_variants(variants) if variants else None,
+                teacher=teacher,
+                proposals=proposals,
             ),
         )
     )
@@ -322,6 +329,13 @@ def print_evaluation(rec: dict[str, Any], report: Path) -> None:
             f"{comparison['diff']:+.3f} [{comparison['low']:+.3f}, {comparison['high']:+.3f}], "
             f"p={comparison['p_value']:.3f}"
         )
+    for name, agreement in (rec.get("judge_agreement") or {}).items():
+        flag = "  [bold red]FLAGGED: agreement below the threshold[/]" if agreement["flagged"] else ""
+        out.print(
+            f"judge {name} vs people on {agreement['cases']} cases: accuracy {agreement['accuracy']:.2f} "
+            f"[{agreement['accuracy_ci'][0]:.2f}, {agreement['accuracy_ci'][1]:.2f}], kappa {agreement['kappa']:.2f} "
+            f"[{agreement['kappa_ci'][0]:.2f}, {agreement['kappa_ci'][1]:.2f}]{flag}"
+        )
     saving = rec["halving"]
     if saving.get("stop_reason"):
         out.print(f"racing stopped the sweep: {saving['stop_reason']}")
@@ -334,6 +348,17 @@ def print_evaluation(rec: dict[str, Any], report: Path) -> None:
             else ""
         )
     )
+    scores = {row["id"]: row["metrics"].get(rec["primary"], {}).get("estimate") for row in rec["leaderboard"]}
+    for proposal in rec.get("proposals") or []:
+        mine = [
+            f"{cid}: {score:.3f}" for cid, score in scores.items() if cid.endswith("/" + proposal["name"]) and score
+        ]
+        out.print(
+            f"{proposal['name']} (from {proposal['from_failures']} dev failures): {', '.join(mine) or 'not scored'}"
+            f"\n  {proposal['instructions']}",
+            markup=False,
+            highlight=False,
+        )
     if rec["partial"]:
         out.print("[bold yellow]stopped at the cost cap: partial results, nothing applied[/]")
     if rec["chosen"]:

@@ -20,10 +20,13 @@ from brickyard.agents.spec import AgentKind, AgentSpec
 from brickyard.agents.trace import Trace
 from brickyard.batch import DEFAULT_OUTPUT_TOKENS
 from brickyard.config import EndpointConfig
-from brickyard.evals._types import Scorer
+from brickyard.evals._types import Case, Scorer
 from brickyard.evals.candidates import Candidate, chosen_spec, expand
 from brickyard.evals.choice import choose, compare_top, equivalent_to_best, evidence, explain, frontier
 from brickyard.evals.datasets import Dataset, EvalDatasets
+from brickyard.evals.instructions import Proposal, failures_on_dev, propose
+from brickyard.evals.judge_agreement import calibration_cases, measure
+from brickyard.evals.judges import Judge
 from brickyard.evals.policy import Policy, PolicyKind
 from brickyard.evals.report import record, write_cases, write_report
 from brickyard.evals.scorers import check_labels, default_scorers
@@ -133,6 +136,14 @@ async def train_classifiers(
     return out
 
 
+async def judge_agreement(scorers: Sequence[Scorer], cases: Sequence[Case]) -> dict[str, dict[str, Any]]:
+    """Each LLM judge's agreement with the people's verdicts the set carries (none when it carries none)."""
+    sample = calibration_cases(cases)
+    if not sample:
+        return {}
+    return {s.name: (await measure(s, sample)).to_dict() for s in scorers if isinstance(s, Judge)}
+
+
 def persistable(workspace: Workspace, candidate: Candidate) -> bool:
     """Whether a trained classifier can be served from brickyard.toml (the `classifier:` provider embeds
     with the bundled e5-small only)."""
@@ -166,19 +177,30 @@ async def evaluate(
     k: int = 3,
     dataset_version: int | None = None,
     variants: dict[str, str] | None = None,
+    teacher: str | None = None,
+    proposals: int = 3,
 ) -> Evaluation:
-    """Sweep, score, compare and choose; write the record, the per-case file and the HTML report."""
+    """Sweep, score, compare and choose; write the record, the per-case file and the HTML report.
+
+    With a `teacher` endpoint, the teacher first proposes `proposals` revised instructions from the agent's
+    failures on the dev split; each is a candidate variant, chosen (or not) on the test split like any other.
+    """
     policy = policy or Policy()
     agents = Agents(workspace)
     spec, version = agents.store.get(agent)
     datasets = EvalDatasets(workspace)
     try:
         dataset = datasets.get(dataset_name, dataset_version)
+        cap = CostCap(max_cost_usd, kind="sweep") if max_cost_usd is not None else None
+        scorers = scorers_for(workspace, spec, dataset, judge, cap)
+        proposed: list[Proposal] = []
+        if teacher is not None:
+            failures = await failures_on_dev(agents, spec, dataset.dev, scorers[0])
+            proposed = await propose(workspace.registry.get(teacher), spec, failures, n=proposals)
+            variants = {**(variants or {}), **{p.name: p.instructions for p in proposed}}
         chosen_candidates = await train_classifiers(
             workspace, spec, dataset, candidates_for(workspace, spec, dataset, candidates, k=k, variants=variants)
         )
-        cap = CostCap(max_cost_usd, kind="sweep") if max_cost_usd is not None else None
-        scorers = scorers_for(workspace, spec, dataset, judge, cap)
         sweep = Sweep(
             workspace,
             spec,
@@ -222,6 +244,10 @@ async def evaluate(
             equivalence=tests,
             reason=reason,
         )
+        rec["judge_agreement"] = await judge_agreement(scorers, [*dataset.dev, *dataset.test])
+        rec["proposals"] = [
+            {"name": p.name, "instructions": p.instructions, "from_failures": p.from_failures} for p in proposed
+        ]
         folder = workspace.path / EVALS_DIR / "runs"
         folder.mkdir(parents=True, exist_ok=True)
         record_path = folder / f"{result.run_id}.json"
