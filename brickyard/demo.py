@@ -46,6 +46,7 @@ def run_demo(workspace: Workspace, *, rows: int, endpoints: list[str], console: 
 
     async def go() -> None:
         embedder = workspace.model(workspace.settings.defaults.embedding)
+        seen: set[str] = set()
         try:
             for endpoint, title, options in runs:
                 model = workspace.model(endpoint)
@@ -55,6 +56,9 @@ def run_demo(workspace: Workspace, *, rows: int, endpoints: list[str], console: 
                 report = outcome.reports[0] if outcome.reports else None
                 correct = sum(p == g for p, g in zip(outcome.values, gold, strict=True))
                 mechanism = ", ".join(sorted({m for m in outcome.mechanisms if m}))
+                if mechanism == "embedding" and mechanism in seen:  # the same embeddings again: the cache serves them
+                    mechanism += " (vectors from the cache)"
+                seen.add(mechanism)
                 table.add_row(
                     title,
                     mechanism,
