@@ -465,3 +465,21 @@ async def test_a_teacher_proposes_instructions_from_dev_failures_and_each_is_a_c
     ids = {row["id"] for row in rec["leaderboard"]}
     assert {"student/zero-shot", "student/zero-shot/proposed-1", "student/zero-shot/proposed-2"} <= ids
     assert rec["chosen"] == "student/zero-shot/proposed-1"  # chosen on the test split
+
+
+async def test_racing_stops_once_the_cheapest_candidate_cannot_be_beaten_by_more_than_the_margin(
+    ws: Workspace,
+) -> None:
+    ws.registry.register(
+        "ace",
+        scripted(0.97, seed=11),  # the best and the cheapest
+        EndpointConfig(model="function:ace", price_input_per_1m=0.5, price_output_per_1m=0.5, cache=False),
+    )
+    rec = (
+        await evaluate(
+            ws, "sentiment", "reviews", candidates=["good/zero-shot", "mid/zero-shot", "ace/zero-shot"], apply=False
+        )
+    ).record
+    assert rec["chosen"] == "ace/zero-shot"
+    assert "ace/zero-shot is the cheapest, then fastest" in rec["halving"]["stop_reason"]
+    assert rec["halving"]["case_runs"] <= rec["halving"]["case_runs_full"] // 2

@@ -248,7 +248,9 @@ class Sweep:
     def _answer_known(self, alive: list[CandidateResult]) -> str | None:
         """Why the choice is already known after this rung (None to go on): one candidate left; under
         `cheapest_equivalent`, every candidate left equivalent to the leader within the margin (then cost
-        decides); or a leader significantly better than every other (the policies that choose by quality)."""
+        decides), or the candidate it would choose now is the cheapest, then fastest, of those left and none is
+        better than it by more than the margin; or a leader significantly better than every other (the
+        policies that choose by quality)."""
         if not self.plan.racing:
             return None
         if len(alive) == 1:
@@ -256,27 +258,36 @@ class Sweep:
         if self.policy.kind not in (PolicyKind.cheapest_equivalent, PolicyKind.max_quality):
             return None
         primary = self.scorers[0]
-        means = {r.id: primary.aggregate(r.scores[primary.name]) for r in alive}
+        metric = primary.aggregate
+        means = {r.id: metric(r.scores[primary.name]) for r in alive}
         leader = max(alive, key=lambda r: means[r.id])
+        lead = leader.scores[primary.name]
         others = [r for r in alive if r is not leader]
         if self.policy.kind is PolicyKind.cheapest_equivalent:
-            tests = [
-                equivalence(
-                    leader.scores[primary.name], r.scores[primary.name], primary.aggregate, margin=self.policy.margin
-                )
-                for r in others
-            ]
+            margin = self.policy.margin
+            tests = [equivalence(lead, r.scores[primary.name], metric, margin=margin) for r in others]
             if all(t.equivalent for t in tests):
                 return (
-                    f"{', '.join(r.id for r in alive)} are equivalent within {self.policy.margin * 100:g} points; "
+                    f"{', '.join(r.id for r in alive)} are equivalent within {margin * 100:g} points; "
                     "the cheapest is chosen"
                 )
-        comparisons = [
-            paired_comparison(
-                leader.scores[primary.name], r.scores[primary.name], primary.aggregate, alpha=self.plan.alpha
-            )
-            for r in others
-        ]
+            # the candidate chosen now; when nothing left is cheaper or faster, only a candidate better than it by
+            # more than the margin could change the choice: stop when every other is shown not to be (one-sided)
+            pool = [leader, *(r for r, t in zip(others, tests, strict=True) if t.equivalent)]
+            current = min(pool, key=_spend)
+            if not any(_spend(r) < _spend(current) for r in alive if r is not current):
+                mine = current.scores[primary.name]
+                bounds = [
+                    paired_comparison(r.scores[primary.name], mine, metric, alpha=2 * self.plan.alpha).high
+                    for r in alive
+                    if r is not current
+                ]
+                if all(bound < margin for bound in bounds):
+                    return (
+                        f"{current.id} is the cheapest, then fastest, and no other candidate is better than it by "
+                        f"more than {margin * 100:g} points (one-sided 95% bound)"
+                    )
+        comparisons = [paired_comparison(lead, r.scores[primary.name], metric, alpha=self.plan.alpha) for r in others]
         if all(c.significant and c.low > 0 for c in comparisons):
             return f"{leader.id} is significantly better than every other candidate"
         return None
@@ -313,6 +324,15 @@ class Sweep:
     def _say(self, message: str) -> None:
         if self.console is not None:
             self.console.print(message, markup=False, highlight=False)
+
+
+def _spend(result: CandidateResult) -> tuple[float, float]:
+    """What a candidate costs per case so far: mean USD, then median latency (the policy's order)."""
+    ran = result.ran
+    if not ran:
+        return (math.inf, math.inf)
+    latencies = sorted(x.latency_s for x in ran)
+    return (sum(x.cost_usd for x in ran) / len(ran), latencies[len(latencies) // 2])
 
 
 # -- summaries ---------------------------------------------------------------------------------------
