@@ -49,11 +49,17 @@ def equivalent_to_best(result: SweepResult, rows: list[Row], margin: float) -> d
     return out
 
 
-def choose(rows: list[Row], primary: str, policy: Policy, result: SweepResult | None = None) -> Row | None:
+def choose(
+    rows: list[Row],
+    primary: str,
+    policy: Policy,
+    result: SweepResult | None = None,
+    tests: dict[str, dict[str, Any]] | None = None,
+) -> Row | None:
     """The candidate the policy picks among those still in the sweep (None when none qualifies).
 
-    `cheapest_equivalent` needs the sweep's per-case scores (`result`): the cheapest, then fastest, of the
-    best and the candidates equivalent to it within the margin.
+    `cheapest_equivalent` needs the sweep's per-case scores (`result`), or the equivalence `tests` already
+    computed from them: the cheapest, then fastest, of the best and the candidates equivalent to it.
     """
     finished = _finished(rows, primary)
     if not finished:
@@ -62,9 +68,10 @@ def choose(rows: list[Row], primary: str, policy: Policy, result: SweepResult | 
     if policy.kind is PolicyKind.max_quality:
         return best
     if policy.kind is PolicyKind.cheapest_equivalent:
-        if result is None:
-            raise ValueError("cheapest_equivalent needs the sweep result (per-case scores)")
-        tests = equivalent_to_best(result, rows, policy.margin)
+        if tests is None:
+            if result is None:
+                raise ValueError("cheapest_equivalent needs the sweep result (per-case scores)")
+            tests = equivalent_to_best(result, rows, policy.margin)
         pool = [best, *(r for r in finished if tests.get(r.id, {}).get("equivalent"))]
         return min(pool, key=lambda r: (*_cost_key(r), -r.score(primary)))
     if policy.kind is PolicyKind.cheapest_within:

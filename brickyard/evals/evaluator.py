@@ -215,8 +215,8 @@ async def evaluate(
         )
         result = await sweep.run()
         rows = leaderboard(result)
-        chosen_row = choose(rows, result.primary, policy, result)
         tests = equivalent_to_best(result, rows, policy.margin) if policy.kind is PolicyKind.cheapest_equivalent else {}
+        chosen_row = choose(rows, result.primary, policy, result, tests)
         comparison = compare_top(result, rows)
         applied = None
         candidate = next((r.candidate for r in result.results if chosen_row and r.id == chosen_row.id), None)

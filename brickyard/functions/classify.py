@@ -296,12 +296,7 @@ async def _embed_rows(
     sims = matrix[len(labels) :] @ matrix[: len(labels)].T
     weights = np.exp((sims - sims.max(axis=1, keepdims=True)) / EMBEDDING_TEMPERATURE)
     probabilities = weights / weights.sum(axis=1, keepdims=True)
-    for row, i in enumerate(live):
-        best = int(np.argmax(probabilities[row]))
-        result.values[i] = labels[best]
-        result.mechanisms[i] = "embedding"
-        result.confidences[i] = float(probabilities[row, best])
-        result.probabilities[i] = {label: float(p) for label, p in zip(labels, probabilities[row], strict=True)}
+    _record(result, live, labels, probabilities, "embedding")
 
 
 async def _trained_rows(
@@ -333,13 +328,28 @@ async def _trained_rows(
     vectors = (await embedder.embed([t for t, _ in pairs] + [str(texts[i]) for i in live])).vectors
     weights = fit_classifier(vectors[: len(pairs)], [by_lower[lab.lower()] for _, lab in pairs], embedder=embedder.name)
     probabilities = weights.probabilities(vectors[len(pairs) :])
-    for row, i in enumerate(live):
-        best = int(np.argmax(probabilities[row]))
-        result.values[i] = weights.classes[best]
-        result.mechanisms[i] = "trained"
-        result.confidences[i] = float(probabilities[row, best])
-        result.probabilities[i] = {c: float(p) for c, p in zip(weights.classes, probabilities[row], strict=True)}
-        result.notes[i] = f"logistic regression on {len(pairs)} examples"
+    _record(
+        result, live, weights.classes, probabilities, "trained", note=f"logistic regression on {len(pairs)} examples"
+    )
+
+
+def _record(
+    result: Classification,
+    rows: list[int],
+    labels: Sequence[str],
+    probabilities: np.ndarray,
+    mechanism: str,
+    *,
+    note: str | None = None,
+) -> None:
+    """Each row's most probable label, its confidence and every label's probability, into `result`."""
+    for k, i in enumerate(rows):
+        best = int(np.argmax(probabilities[k]))
+        result.values[i] = labels[best]
+        result.mechanisms[i] = mechanism
+        result.confidences[i] = float(probabilities[k, best])
+        result.probabilities[i] = {label: float(p) for label, p in zip(labels, probabilities[k], strict=True)}
+        result.notes[i] = note
 
 
 EMBEDDING_TEMPERATURE = 0.02
