@@ -242,6 +242,9 @@ def sql(
     ] = False,
     max_cost: Annotated[float | None, typer.Option(help="stop the query before it spends more USD than this")] = None,
     max_rows: Annotated[int, typer.Option(help="rows shown on the terminal")] = 50,
+    explain: Annotated[
+        bool, typer.Option(help="print how each statement will run (the AI-aware rewrites); run nothing")
+    ] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Run SQL with AI functions on the workspace's DuckDB warehouse."""
@@ -256,6 +259,17 @@ def sql(
     if not text or not text.strip():
         raise typer.BadParameter("give the SQL as an argument or with --file")
     ws = _workspace(workspace)
+    if explain:
+        with connect(ws) as con:
+            for statement in con.extract_statements(text):
+                plan = con.plan(statement.query)
+                out.print(escape(plan.sql.strip()))
+                for note in plan.notes or ["no AI-aware rewrite: the statement runs as written"]:
+                    out.print(f"  - {escape(note)}")
+                if plan.settings:
+                    out.print("  - runs with " + ", ".join(f"{k} = {v}" for k, v in plan.settings.items()))
+                con.planner.release()
+        return
     if estimate:
         with connect(ws, dry_run=True) as con:
             con.execute("BEGIN TRANSACTION")
@@ -541,6 +555,8 @@ def main() -> None:
         if not type(exc).__module__.lstrip("_").startswith("duckdb"):
             raise
         # DuckDB wraps an error raised inside an AI function; show the message, not the stack.
-        message = str(exc).split("\n\nAt:")[0].replace("Python exception occurred while executing the UDF: ", "")
+        from brickyard.sql.declarations import public_message
+
+        message = public_message(exc)
         err.print(f"[red]error:[/] {escape(message)}", highlight=False)
         sys.exit(1)
