@@ -295,3 +295,348 @@ def test_as_dict_is_plain_json_data(store: SQLiteStore) -> None:
     bd = burn_down(c, ["a"], store, day_start(date(2026, 1, 11)))
     data = json.loads(json.dumps(bd.as_dict()))
     assert data["window_start"] == "2026-01-01" and data["status"] == "under-used" and data["exhausted_on"] is None
+
+
+# -- the CLI and the API, run as a user would ------------------------------------------------------------
+
+TODAY = datetime.now(tz=UTC).date()
+
+
+def around_today(days_before: int = 10, days_after: int = 19) -> tuple[str, str]:
+    from datetime import timedelta
+
+    return str(TODAY - timedelta(days=days_before)), str(TODAY + timedelta(days=days_after))
+
+
+def live_config() -> str:
+    """`oa` runs from 10 days ago for 30 days (3,000 USD on a and b); `old` ended in January 2025."""
+    start, end = around_today()
+    return f"""
+[endpoints.a]
+model = "openai:gpt-a"
+[endpoints.b]
+model = "openai:gpt-b"
+[endpoints.c]
+model = "anthropic:claude-c"
+
+[[commitments]]
+name = "oa"
+provider = "openai"
+amount_usd = 3000
+start = {start}
+end = {end}
+
+[[commitments]]
+name = "old"
+endpoints = ["c"]
+amount_usd = 100
+start = 2025-01-01
+end = 2025-01-31
+"""
+
+
+def seed_live_ledger(path: Path) -> None:
+    """650 USD on openai endpoints in `oa`'s window (350 of it in the last 7 days), 120 on c in January 2025."""
+    import time
+
+    now = time.time()
+    store = SQLiteStore(path)
+    try:
+        store.record_usage(UsageRecord(ts=now - 9.5 * 86400, endpoint="a", model="m", cost_usd=300))
+        store.record_usage(UsageRecord(ts=now - 2 * 86400, endpoint="b", model="m", cost_usd=350))
+        store.record_usage(UsageRecord(ts=now - 2 * 86400, endpoint="c", model="m", cost_usd=9999))  # not covered
+        store.record_usage(UsageRecord(ts=ts("2025-01-15T00:00:00"), endpoint="c", model="m", cost_usd=120))
+    finally:
+        store.close()
+
+
+def check_live(rows: list[dict[str, Any]]) -> None:
+    oa, old = rows
+    assert oa["name"] == "oa" and oa["endpoints"] == ["a", "b"]
+    assert oa["spent_usd"] == pytest.approx(650) and oa["status"] == "under-used" and not oa["ended"]
+    assert 1000 <= oa["expected_usd"] <= 1100  # 10 to 11 days of 30, by the time of day
+    assert oa["rate_usd_per_day"] == pytest.approx(50) and oa["recent_days"] == 7
+    assert old["ended"] and old["spent_usd"] == pytest.approx(120) and old["status"] == "over-used"
+    assert old["alert"] == "ended: over-used: spent 120.00 of 100.00 USD"
+
+
+def test_cli_usage_commitments_table_and_json(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "ws"
+    home.mkdir()
+    (home / "brickyard.toml").write_text(live_config(), encoding="utf-8")
+    seed_live_ledger(home / "ledger.sqlite")
+    binary = Path(sys.executable).parent / "brickyard"
+    env = {**os.environ, "BRICKYARD_HOME": str(home)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(binary), *args], capture_output=True, text=True, env=env, timeout=120)
+
+    table = run("usage", "--commitments")
+    assert table.returncode == 0, table.stderr
+    text = table.stdout
+    assert "last 7 days" in text and "oa" in text and "650.00" in text and "3,000.00" in text
+    assert "oa: will be under-used (projected " in text and "old: ended: over-used: spent 120.00 of 100.00 USD" in text
+    as_json = run("usage", "--commitments", "--json")
+    check_live(json.loads(as_json.stdout))
+    refused = run("usage", "--commitments", "--since", "7d")
+    assert refused.returncode == 1 and "--since does not apply to --commitments" in refused.stderr
+    assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    (home / "brickyard.toml").write_text(live_config().replace("end = 2025-01-31", "end = 2024-12-31"))
+    broken = run("usage", "--commitments")
+    assert broken.returncode == 1 and "`commitments[1].end`" in broken.stderr and "Fix:" in broken.stderr
+    (home / "brickyard.toml").write_text("")
+    assert "no [[commitments]]" in run("usage", "--commitments").stdout
+
+
+def test_api_commitments_on_a_real_server(tmp_path: Path, serve: Any) -> None:
+    import httpx
+    from conftest import make_key
+
+    from brickyard import Workspace
+
+    ws = Workspace.init(tmp_path / "ws")
+    ws.config_path.write_text(live_config(), encoding="utf-8")
+    seed_live_ledger(ws.ledger_path)
+    ws = Workspace(ws.path)
+    admin = make_key(ws, "boss", admin=True)
+    user = make_key(ws, "team-a")
+    server = serve(ws)
+    ok = httpx.get(server.url + "/api/commitments", headers={"Authorization": f"Bearer {admin}"}, timeout=30)
+    assert ok.status_code == 200, ok.text
+    body = ok.json()
+    assert body["recent_days"] == 7 and body["now"] > 0
+    check_live(body["commitments"])
+    denied = httpx.get(server.url + "/api/commitments", headers={"Authorization": f"Bearer {user}"}, timeout=30)
+    assert denied.status_code == 403 and denied.json()["error"]["code"] == "admin_only"
+    assert user not in denied.text and admin not in denied.text
+    assert httpx.get(server.url + "/api/commitments", timeout=30).status_code == 401
+    spec = httpx.get(server.url + "/openapi.json", timeout=30).json()
+    assert "/api/commitments" in spec["paths"]
+
+
+# -- commitment-aware routing -----------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def evaluation(equivalent: bool, *, strategy: str = "zero-shot", partial: bool = False) -> dict[str, Any]:
+    """An evaluation record shaped as `brickyard eval run` stores it: a/zero-shot best, c/<strategy> tested."""
+    return {
+        "run_id": "run-1",
+        "partial": partial,
+        "chosen": "a/zero-shot",
+        "candidates": [
+            {"id": "a/zero-shot", "endpoint": "a"},
+            {"id": f"c/{strategy}", "endpoint": "c"},
+        ],
+        "equivalence": {f"c/{strategy}": {"best": "a/zero-shot", "equivalent": equivalent}},
+    }
+
+
+def route_settings() -> Settings:
+    return settings(
+        commitment(name="oa", provider=None, endpoints=["a"]),
+        commitment(name="an", provider="anthropic"),
+    )
+
+
+def chooser(store: SQLiteStore, clock: Clock, record: dict[str, Any] | None, calls: list[str] | None = None) -> Any:
+    from brickyard.config_commitments import RouteConfig
+    from brickyard.models.commitment_route import CommitmentChooser
+
+    def evidence(agent: str) -> dict[str, Any] | None:
+        if calls is not None:
+            calls.append(agent)
+        return record
+
+    config = RouteConfig(candidates=["a", "c"], agent="sentiment", refresh_s=60)
+    return CommitmentChooser("pool", config, route_settings(), store, evidence, clock=clock)
+
+
+def test_the_equivalent_endpoint_most_behind_takes_the_traffic_until_it_catches_up(store: SQLiteStore) -> None:
+    """At day 10 of 30 (1,000 USD expected of each 3,000): a spent 900 (3.3% behind), c 100 (30% behind)."""
+    spend(store, "2026-01-05T00:00:00", 900, endpoint="a")
+    spend(store, "2026-01-05T00:00:00", 100, endpoint="c")
+    clock = Clock(ts("2026-01-11T00:00:00"))
+    route = chooser(store, clock, evaluation(equivalent=True))
+    first = route.decision()
+    assert first.chose == "c" and first.behind == pytest.approx({"a": 0.1 / 3, "c": 0.3})
+    assert "an is 30.0% behind schedule" in first.reason and "run-1" in first.reason
+    spend(store, "2026-01-11T00:00:30", 1000, endpoint="c")  # c catches up: 1,100 spent, ahead of schedule
+    clock.now += 59
+    assert route.decision().chose == "c"  # decided for 60 s
+    clock.now += 1
+    second = route.decision()
+    assert second.chose == "a" and second.behind["c"] < 0 < second.behind["a"]
+    spend(store, "2026-01-11T00:01:30", 200, endpoint="a")  # now both are ahead
+    clock.now += 60
+    third = route.decision()
+    assert third.chose == "a" and "no commitment of the equivalent endpoints (a, c) is behind" in third.reason
+
+
+def test_without_equivalence_traffic_does_not_move(store: SQLiteStore) -> None:
+    spend(store, "2026-01-05T00:00:00", 1000, endpoint="a")  # a on schedule; c has spent nothing (33% behind)
+    now = Clock(ts("2026-01-11T00:00:00"))
+    not_equivalent = chooser(store, now, evaluation(equivalent=False)).decision()
+    assert not_equivalent.chose == "a" and "did not find c equivalent to a" in not_equivalent.reason
+    other_strategy = chooser(store, now, evaluation(equivalent=True, strategy="few-shot-3")).decision()
+    assert other_strategy.chose == "a"  # equivalent with few-shot, but the agent runs zero-shot
+    assert chooser(store, now, evaluation(equivalent=True, partial=True)).decision().chose == "a"
+    never = chooser(store, now, None).decision()
+    assert never.chose == "a" and "no evaluation of agent sentiment" in never.reason
+    assert chooser(store, now, evaluation(equivalent=True)).decision().chose == "c"  # the control: it would move
+
+
+def test_an_endpoint_without_an_active_commitment_is_never_preferred(store: SQLiteStore) -> None:
+    late = Clock(ts("2026-02-15T00:00:00"))  # both commitments ended
+    decision = chooser(store, late, evaluation(equivalent=True)).decision()
+    assert decision.chose == "a" and decision.behind == {}
+
+
+async def test_concurrent_calls_share_one_decision(store: SQLiteStore) -> None:
+    import asyncio
+
+    from brickyard import FakeModel
+    from brickyard.models.commitment_route import CommitmentRouteModel
+
+    spend(store, "2026-01-05T00:00:00", 900, endpoint="a")  # a 3.3% behind, c 33.3%
+    asked: list[str] = []
+    route = chooser(store, Clock(ts("2026-01-11T00:00:00")), evaluation(equivalent=True), asked)
+    a, c = FakeModel(["from a"], name="fake:a"), FakeModel(["from c"], name="fake:c")
+    model = CommitmentRouteModel([("a", a), ("c", c)], route, name="pool")
+    from brickyard.models._types import ChatRequest
+
+    replies = await asyncio.gather(*(model.complete(ChatRequest.from_prompt(f"q{i}")) for i in range(50)))
+    assert {r.text for r in replies} == {"from c"} and asked == ["sentiment"]
+
+
+def routed_config(second: str) -> str:
+    """Endpoints good, twin and mid; a route `pool` over good and `second`; a commitment on each endpoint from
+    10 days ago for 30 days (3,000 USD each)."""
+    start, end = around_today()
+    blocks = [
+        f'[endpoints.{name}]\nmodel = "fake:{name}"\nprice_input_per_1m = {price}\nprice_output_per_1m = {price}\n'
+        f'cache = false\n\n[[commitments]]\nname = "{name}-deal"\nendpoints = ["{name}"]\namount_usd = 3000\n'
+        f"start = {start}\nend = {end}\n"
+        for name, price in (("good", 4.0), ("twin", 1.0), ("mid", 1.0))
+    ]
+    pool = (
+        f'[endpoints.pool]\nroute = {{ by = "commitments", candidates = ["good", "{second}"], agent = "sentiment" }}\n'
+    )
+    return "\n".join([*blocks, pool])
+
+
+async def evaluated_workspace(tmp_path: Path, second: str) -> Any:
+    """A workspace where the real evaluator compared good with `second` for agent `sentiment` (twin answers
+    exactly as good does; mid is right 80% of the time against good's 90%), and where good's commitment is on
+    schedule (900 of about 1,000 spent) and `second`'s far behind (100 spent)."""
+    import random
+    import time
+
+    from brickyard import FunctionModel, Workspace
+    from brickyard.agents.runner import Agents
+    from brickyard.agents.spec import parse_spec
+    from brickyard.config import EndpointConfig
+    from brickyard.evals import Case, EvalDatasets, evaluate
+    from brickyard.models._types import ChatRequest
+
+    labels = ["pos", "neg"]
+
+    def scripted(accuracy: float, seed: int) -> FunctionModel:
+        def answer(request: ChatRequest) -> dict[str, str]:
+            i = int(re.search(r"case (\d+)", str(request.messages[-1]["content"])).group(1))  # type: ignore[union-attr]
+            right = random.Random(seed * 100_003 + i).random() < accuracy
+            return {"label": labels[i % 2] if right else labels[(i + 1) % 2]}
+
+        return FunctionModel(answer, name=f"function:acc{accuracy}")
+
+    ws = Workspace.init(tmp_path / "ws")
+    ws.config_path.write_text(routed_config(second), encoding="utf-8")
+    ws = Workspace(ws.path)
+    for name, accuracy, seed, price in (("good", 0.9, 4, 4.0), ("twin", 0.9, 4, 1.0), ("mid", 0.8, 3, 1.0)):
+        config = EndpointConfig(model=f"fake:{name}", price_input_per_1m=price, price_output_per_1m=price, cache=False)
+        ws.registry.register(name, scripted(accuracy, seed), config)
+    agents = Agents(ws)
+    agents.create(parse_spec({"name": "sentiment", "kind": "classify", "labels": labels, "endpoint": "pool"}))
+    agents.close()
+    datasets = EvalDatasets(ws.path)
+    cases = [Case(id=str(i), input=f"case {i}: some review text", expected=labels[i % 2]) for i in range(300)]
+    datasets.create("reviews", cases, source="test", dev_fraction=0.3, seed=7)
+    datasets.close()
+    await evaluate(ws, "sentiment", "reviews", candidates=["good/zero-shot", f"{second}/zero-shot"], apply=False)
+    now = time.time()
+    ws.store.record_usage(UsageRecord(ts=now - 5 * 86400, endpoint="good", model="m", cost_usd=900))
+    ws.store.record_usage(UsageRecord(ts=now - 5 * 86400, endpoint=second, model="m", cost_usd=100))
+    return ws
+
+
+def test_routing_moves_traffic_to_the_equivalent_endpoint_behind_and_the_ledger_says_why(
+    tmp_path: Path, serve: Any
+) -> None:
+    import asyncio
+
+    import openai
+
+    ws = asyncio.run(evaluated_workspace(tmp_path, "twin"))
+    rec = ws.eval_store.latest_run("sentiment")
+    # what the evaluator found (twin is the best on ties, being cheaper), not a scripted record
+    assert [t["equivalent"] for t in rec["equivalence"].values()] == [True]
+    before = len(ws.store.usage())
+    server = serve(ws)
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    for i in range(5):
+        client.chat.completions.create(model="pool", messages=[{"role": "user", "content": f"case {i}: fine"}])
+    run = asyncio.run(_run_agent(ws))
+    assert run in ("pos", "neg")
+    routed = ws.store.usage()[before:]
+    assert len(routed) == 6 and {r.endpoint for r in routed} == {"twin"}
+    assert {r.requested_endpoint for r in routed} == {"pool"}
+    notes = [r.extra["route"] for r in routed]
+    assert {n["chose"] for n in notes} == {"twin"}
+    assert "twin-deal is" in notes[0]["reason"] and "behind schedule" in notes[0]["reason"]
+    assert rec["run_id"] in notes[0]["reason"]
+
+
+async def _run_agent(ws: Any) -> Any:
+    from brickyard.agents.runner import Agents
+
+    agents = Agents(ws)
+    try:
+        return (await agents.run("sentiment", "case 7: fine")).output
+    finally:
+        agents.close()
+
+
+def test_routing_leaves_traffic_when_the_evaluator_found_a_difference(tmp_path: Path) -> None:
+    import asyncio
+
+    from brickyard.models._types import ChatRequest
+
+    ws = asyncio.run(evaluated_workspace(tmp_path, "mid"))
+    rec = ws.eval_store.latest_run("sentiment")
+    assert rec["equivalence"]["mid/zero-shot"]["equivalent"] is False
+    before = len(ws.store.usage())
+
+    async def calls() -> None:
+        try:
+            for i in range(5):
+                await ws.registry.get("pool").complete(ChatRequest.from_prompt(f"case {i}: fine"))
+        finally:
+            await ws.aclose()
+
+    asyncio.run(calls())
+    routed = ws.store.usage()[before:]
+    assert len(routed) == 5 and {r.endpoint for r in routed} == {"good"}  # mid's deal is far behind, yet no move
+    assert {r.extra["route"]["chose"] for r in routed} == {"good"}
+    assert "did not find mid equivalent to good" in routed[0].extra["route"]["reason"]

@@ -43,6 +43,21 @@ class FallbackModel(Model):
             await model.aclose()
 
 
+def joint_capabilities(models: Sequence[Model]) -> Capabilities:
+    """What a model that may send a call to any of `models` can promise: what all of them can do."""
+    caps = [m.capabilities for m in models]
+    return Capabilities(
+        chat=all(c.chat for c in caps),
+        embeddings=all(c.embeddings for c in caps),
+        json_schema=all(c.json_schema for c in caps),
+        logprobs=all(c.logprobs for c in caps),
+        tools=all(c.tools for c in caps),
+        grammar=all(c.grammar for c in caps),
+        max_concurrency=sum(c.max_concurrency for c in caps),
+        context_window=min((c.context_window for c in caps if c.context_window), default=None),
+    )
+
+
 class SplitModel(Model):
     """Sends each call to one of several models, chosen at random by weight."""
 
@@ -53,20 +68,7 @@ class SplitModel(Model):
         self.weights = [w for w, _ in weighted]
         self.models = [m for _, m in weighted]
         self._rng = random.Random(seed)
-        caps = [m.capabilities for m in self.models]
-        copy_capabilities(
-            self,
-            Capabilities(
-                chat=all(c.chat for c in caps),
-                embeddings=all(c.embeddings for c in caps),
-                json_schema=all(c.json_schema for c in caps),
-                logprobs=all(c.logprobs for c in caps),
-                tools=all(c.tools for c in caps),
-                grammar=all(c.grammar for c in caps),
-                max_concurrency=sum(c.max_concurrency for c in caps),
-                context_window=min((c.context_window for c in caps if c.context_window), default=None),
-            ),
-        )
+        copy_capabilities(self, joint_capabilities(self.models))
 
     def pick(self) -> Model:
         return self._rng.choices(self.models, weights=self.weights, k=1)[0]
