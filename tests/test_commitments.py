@@ -13,7 +13,7 @@ from brickyard import ConfigError
 from brickyard.commitments import BurnDown, Status, burn_down, burn_downs, day_start
 from brickyard.config import DEFAULT_TOML, Settings, load_settings, parse_settings
 from brickyard.config_commitments import CommitmentConfig, add_months, period_bounds
-from brickyard.store.base import UsageRecord
+from brickyard.store.base import Store, UsageRecord
 from brickyard.store.sqlite import SQLiteStore
 
 ENDPOINTS: dict[str, Any] = {
@@ -179,27 +179,40 @@ def store(tmp_path: Path) -> Any:
     s.close()
 
 
-def spend(store: SQLiteStore, when: str, usd: float, endpoint: str = "a") -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """The ledger on each backend: the burn-down must read the same numbers from both."""
+    if request.param == "sqlite":
+        s: Any = SQLiteStore(tmp_path / "ledger.sqlite")
+    else:
+        from brickyard.store.postgres import PostgresStore
+
+        s = PostgresStore(str(request.getfixturevalue("postgres_url")))
+    yield s
+    s.close()
+
+
+def spend(store: Store, when: str, usd: float, endpoint: str = "a") -> None:
     store.record_usage(UsageRecord(ts=ts(when), endpoint=endpoint, model="m", cost_usd=usd))
 
 
-def only(s: Settings, store: SQLiteStore, now: str) -> BurnDown:
+def only(s: Settings, store: Store, now: str) -> BurnDown:
     (bd,) = burn_downs(s, store, ts(now))
     return bd
 
 
-def test_under_use_from_hand_computed_numbers(store: SQLiteStore) -> None:
+def test_under_use_from_hand_computed_numbers(any_store: Store) -> None:
     """3,000 USD over 30 days; at day 10, 650 spent (450 in the last 7 days): behind by 350, projected
     650 + 450/7 × 20 = 1,935.71, a shortfall of 1,064.29."""
-    spend(store, "2025-12-31T23:59:59", 777)  # before the start
-    spend(store, "2026-01-01T00:00:00", 150)  # the first second counts
-    spend(store, "2026-01-02T12:00:00", 50)
-    spend(store, "2026-01-06T12:00:00", 300, endpoint="b")  # covered: provider openai
-    spend(store, "2026-01-09T00:00:00", 100)
-    spend(store, "2026-01-10T23:59:59", 50)
-    spend(store, "2026-01-05T00:00:00", 999, endpoint="c")  # anthropic: not covered
-    spend(store, "2026-01-11T00:00:00", 555)  # at `now`: not yet
-    bd = only(settings(commitment()), store, "2026-01-11T00:00:00")
+    spend(any_store, "2025-12-31T23:59:59", 777)  # before the start
+    spend(any_store, "2026-01-01T00:00:00", 150)  # the first second counts
+    spend(any_store, "2026-01-02T12:00:00", 50)
+    spend(any_store, "2026-01-06T12:00:00", 300, endpoint="b")  # covered: provider openai
+    spend(any_store, "2026-01-09T00:00:00", 100)
+    spend(any_store, "2026-01-10T23:59:59", 50)
+    spend(any_store, "2026-01-05T00:00:00", 999, endpoint="c")  # anthropic: not covered
+    spend(any_store, "2026-01-11T00:00:00", 555)  # at `now`: not yet
+    bd = only(settings(commitment()), any_store, "2026-01-11T00:00:00")
     assert bd.endpoints == ["a", "b"]
     assert bd.spent_usd == pytest.approx(650)
     assert bd.expected_usd == pytest.approx(1000)
@@ -640,3 +653,78 @@ def test_routing_leaves_traffic_when_the_evaluator_found_a_difference(tmp_path: 
     assert len(routed) == 5 and {r.endpoint for r in routed} == {"good"}  # mid's deal is far behind, yet no move
     assert {r.extra["route"]["chose"] for r in routed} == {"good"}
     assert "did not find mid equivalent to good" in routed[0].extra["route"]["reason"]
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {},
+        {"candidates": "nonsense", "equivalence": []},
+        {"candidates": [{"id": "a/zero-shot"}], "equivalence": {"c/zero-shot": "yes"}},
+        {
+            "candidates": [{"id": "a/zero-shot", "endpoint": "a"}, {"id": "c/zero-shot", "endpoint": "c"}],
+            "equivalence": {"c/zero-shot": {"best": "a/zero-shot", "equivalent": "true"}},
+        },  # a string is not True
+    ],
+)
+def test_a_malformed_evaluation_record_never_moves_traffic_nor_fails_the_call(
+    store: SQLiteStore, record: dict[str, Any]
+) -> None:
+    spend(store, "2026-01-05T00:00:00", 900, endpoint="a")
+    decision = chooser(store, Clock(ts("2026-01-11T00:00:00")), record).decision()
+    assert decision.chose == "a" and "did not find c equivalent" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "key", "problem"),
+    [
+        ({"route": {"candidates": ["a", "nope"], "agent": "s"}}, "endpoints.pool.route.candidates", "`nope`"),
+        ({"route": {"candidates": ["a"], "agent": "s"}}, "endpoints.pool.route.candidates", "at least 2"),
+        ({"route": {"candidates": ["a", "c"], "agent": "s"}, "model": "fake:x"}, "endpoints.pool", "exactly one of"),
+        ({"route": {"candidates": ["a", "c"], "agent": "s", "by": "price"}}, "endpoints.pool.route.by", "commitments"),
+        ({"route": {"candidates": ["a", "c"]}}, "endpoints.pool.route.agent", "Field required"),
+        ({"route": {"candidates": ["a", "c"], "agent": "s", "refresh_s": 0}}, "endpoints.pool.route.refresh_s", "0"),
+    ],
+    ids=["unknown-candidate", "one-candidate", "route-and-model", "unknown-by", "no-agent", "zero-refresh"],
+)
+def test_bad_routes_name_the_key(endpoint: dict[str, Any], key: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings({"endpoints": {**ENDPOINTS, "pool": endpoint}}, "b.toml")
+    assert caught.value.key == key and problem in str(caught.value) and caught.value.fix
+
+
+def test_a_route_cannot_be_a_commitments_endpoint() -> None:
+    pool = {"route": {"candidates": ["a", "c"], "agent": "s"}}
+    with pytest.raises(ConfigError, match="sends its calls to other endpoints") as caught:
+        parse_settings(
+            {"endpoints": {**ENDPOINTS, "pool": pool}, "commitments": [commitment(provider=None, endpoints=["pool"])]},
+            "b.toml",
+        )
+    assert caught.value.key == "commitments[0].endpoints"
+
+
+async def test_streams_and_embeddings_carry_the_route_decision_to_the_ledger(tmp_path: Path) -> None:
+    """One call seam: the decision is on every kind of call's usage record."""
+    from brickyard import FakeModel, Workspace
+    from brickyard.models._types import ChatRequest
+
+    ws = Workspace.init(tmp_path / "ws")
+    ws.config_path.write_text(
+        '[endpoints.a]\nmodel = "fake:a"\n[endpoints.c]\nmodel = "fake:c"\n'
+        '[endpoints.pool]\nroute = { candidates = ["a", "c"], agent = "nobody" }\n',
+        encoding="utf-8",
+    )
+    ws = Workspace(ws.path)
+    ws.registry.register("a", FakeModel(["streamed answer"], name="fake:a"))
+    try:
+        pool = ws.registry.get("pool")
+        pieces = [p async for p in pool.stream(ChatRequest.from_prompt("hi"))]
+        await pool.embed(["x", "y"])
+        await pool.complete(ChatRequest.from_prompt("hi"))
+    finally:
+        await ws.aclose()
+    assert "".join(pieces) == "streamed answer"
+    records = Workspace(ws.path).store.usage()
+    assert [r.extra["kind"] for r in records] == ["stream", "embed", "chat"]
+    assert {(r.endpoint, r.requested_endpoint, r.extra["route"]["chose"]) for r in records} == {("a", "pool", "a")}
+    assert "no evaluation of agent nobody" in records[0].extra["route"]["reason"]

@@ -43,12 +43,18 @@ class Decision:
 def equivalent_endpoints(record: Mapping[str, Any]) -> set[str]:
     """The endpoints whose candidate (with the chosen candidate's strategy) is the best or was shown
     equivalent to it in this evaluation record; empty when the evaluation tested no equivalence."""
-    candidates = {c["id"]: c["endpoint"] for c in record.get("candidates", [])}
-    tests: Mapping[str, Any] = record.get("equivalence") or {}
-    best = next((t["best"] for t in tests.values()), None)
-    if best is None:
+    listed = record.get("candidates")
+    candidates = {
+        c["id"]: c["endpoint"]
+        for c in (listed if isinstance(listed, list) else [])
+        if isinstance(c, dict) and isinstance(c.get("id"), str) and isinstance(c.get("endpoint"), str)
+    }
+    found = record.get("equivalence")
+    tests = {k: t for k, t in found.items() if isinstance(t, dict)} if isinstance(found, dict) else {}
+    best = next((t["best"] for t in tests.values() if isinstance(t.get("best"), str)), None)
+    if best is None:  # no equivalence was tested (another policy, or a single candidate)
         return set()
-    pool = {best, *(cid for cid, t in tests.items() if t.get("equivalent"))}
+    pool = {best, *(cid for cid, t in tests.items() if t.get("equivalent") is True)}
     reference = record.get("chosen") or best
 
     def shape(cid: str) -> str | None:  # "/few-shot-3/v2": the strategy and variant, without the endpoint
