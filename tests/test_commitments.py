@@ -728,3 +728,46 @@ async def test_streams_and_embeddings_carry_the_route_decision_to_the_ledger(tmp
     assert [r.extra["kind"] for r in records] == ["stream", "embed", "chat"]
     assert {(r.endpoint, r.requested_endpoint, r.extra["route"]["chose"]) for r in records} == {("a", "pool", "a")}
     assert "no evaluation of agent nobody" in records[0].extra["route"]["reason"]
+
+
+async def test_a_failing_chosen_candidate_falls_back_to_the_first(tmp_path: Path) -> None:
+    """c is behind and chosen, but its upstream answers 5xx: the default candidate answers, both attempts are
+    on the ledger with the decision; a 400-type error is not retried elsewhere."""
+    import time
+
+    from brickyard import FakeModel, FunctionModel, InvalidRequestError, ServerError, Workspace
+    from brickyard.config import EndpointConfig
+    from brickyard.models._types import ChatRequest
+
+    start, end = around_today()
+    deals = "".join(
+        f'[[commitments]]\nname = "{e}-deal"\nendpoints = ["{e}"]\namount_usd = 3000\nstart = {start}\nend = {end}\n'
+        for e in ("a", "c")
+    )
+    ws = Workspace.init(tmp_path / "ws")
+    ws.config_path.write_text(
+        '[endpoints.a]\nmodel = "fake:a"\n[endpoints.c]\nmodel = "fake:c"\n'
+        '[endpoints.pool]\nroute = { candidates = ["a", "c"], agent = "sentiment" }\n' + deals,
+        encoding="utf-8",
+    )
+    ws = Workspace(ws.path)
+    ws.eval_store.save_run("run-1", "sentiment", "reviews", 1, evaluation(equivalent=True))
+    ws.store.record_usage(UsageRecord(ts=time.time() - 5 * 86400, endpoint="a", model="m", cost_usd=900))
+    errors: list[Exception] = [ServerError("upstream 503", endpoint="c", status=503)]
+
+    def broken(request: ChatRequest) -> str:
+        raise errors[0]
+
+    ws.registry.register("a", FakeModel(["from a"], name="fake:a"))
+    ws.registry.register("c", FunctionModel(broken, name="function:broken"), EndpointConfig(model="x:c", max_retries=0))
+    try:
+        pool = ws.registry.get("pool")
+        assert (await pool.complete(ChatRequest.from_prompt("hi"))).text == "from a"
+        errors[0] = InvalidRequestError("the request is bad")
+        with pytest.raises(InvalidRequestError):
+            await pool.complete(ChatRequest.from_prompt("hi again"))
+    finally:
+        await ws.aclose()
+    records = Workspace(ws.path).store.usage()[1:]
+    assert [(r.endpoint, r.status) for r in records] == [("c", "error"), ("a", "ok"), ("c", "error")]
+    assert {(r.requested_endpoint, r.extra["route"]["chose"]) for r in records} == {("pool", "c")}

@@ -23,7 +23,7 @@ from brickyard.config import Settings
 from brickyard.config_commitments import RouteConfig, covered_endpoints
 from brickyard.models.base import Model, copy_capabilities
 from brickyard.models.calls import Call, Reply, RouteNote
-from brickyard.models.routing import joint_capabilities
+from brickyard.models.routing import falls_through, joint_capabilities
 from brickyard.store.base import Store
 
 Evidence = Callable[[str], "dict[str, Any] | None"]
@@ -134,7 +134,9 @@ class CommitmentChooser:
 
 
 class CommitmentRouteModel(Model):
-    """Sends each call to the candidate the chooser picks, with the decision on the call."""
+    """Sends each call to the candidate the chooser picks, with the decision on the call. If that candidate
+    fails the way a fallback would catch (429, 5xx, timeout, budget refusal, after its retries), the first
+    candidate (the default) answers instead; a stream falls through only before its first piece."""
 
     def __init__(self, candidates: Sequence[tuple[str, Model]], chooser: CommitmentChooser, *, name: str) -> None:
         if len(candidates) < 2:
@@ -148,7 +150,14 @@ class CommitmentRouteModel(Model):
         # The decision reads the ledger: off the event loop, and only when it is due.
         decision = await asyncio.to_thread(self.chooser.decision) if self.chooser.stale() else self.chooser.decision()
         note = RouteNote(endpoint=self.name, chose=decision.chose, reason=decision.reason)
-        return await self.candidates[decision.chose].handle(dataclasses.replace(call, route=note))
+        routed = dataclasses.replace(call, route=note)
+        primary = self.chooser.config.candidates[0]
+        try:
+            return await self.candidates[decision.chose].handle(routed)
+        except Exception as exc:
+            if decision.chose == primary or not falls_through(exc):
+                raise
+        return await self.candidates[primary].handle(routed)
 
     async def aclose(self) -> None:
         for model in self.candidates.values():

@@ -10,7 +10,7 @@ from brickyard.models.base import Capabilities, Model, copy_capabilities
 from brickyard.models.calls import Call, Reply
 
 
-def _falls_through(exc: BaseException) -> bool:
+def falls_through(exc: BaseException) -> bool:
     """429, 5xx, timeouts and malformed answers (after that endpoint's retries), and budget refusals: the next
     endpoint is tried, at its own price and against its own budgets."""
     return (isinstance(exc, ProviderError) and exc.retryable) or isinstance(exc, BudgetExceededError)
@@ -32,7 +32,7 @@ class FallbackModel(Model):
             try:
                 return await model.handle(call)
             except Exception as exc:
-                if not _falls_through(exc):
+                if not falls_through(exc):
                     raise
                 last = exc
         assert last is not None
