@@ -619,6 +619,11 @@ def test_routing_moves_traffic_to_the_equivalent_endpoint_behind_and_the_ledger_
     assert {n["chose"] for n in notes} == {"twin"}
     assert "twin-deal is" in notes[0]["reason"] and "behind schedule" in notes[0]["reason"]
     assert rec["run_id"] in notes[0]["reason"]
+    import httpx
+
+    seen = httpx.get(server.url + "/api/usage", params={"records": "true", "endpoint": "twin"}, timeout=30).json()
+    over_http = [r for r in seen["records"] if r["requested_endpoint"] == "pool"]
+    assert len(over_http) == 6 and all(r["extra"]["route"]["chose"] == "twin" for r in over_http)  # 5 calls + the agent
 
 
 async def _run_agent(ws: Any) -> Any:
@@ -771,3 +776,23 @@ async def test_a_failing_chosen_candidate_falls_back_to_the_first(tmp_path: Path
     records = Workspace(ws.path).store.usage()[1:]
     assert [(r.endpoint, r.status) for r in records] == [("c", "error"), ("a", "ok"), ("c", "error")]
     assert {(r.requested_endpoint, r.extra["route"]["chose"]) for r in records} == {("pool", "c")}
+
+
+def test_names_in_the_table_are_text_not_markup() -> None:
+    from rich.console import Console
+
+    from brickyard.commitments_cli import alerts, commitments_table
+
+    c = CommitmentConfig.model_validate(commitment(name="[red]deal[/red]"))
+
+    class Empty:
+        def summarize(self, *args: Any, **kwargs: Any) -> list[Any]:
+            return []
+
+    bd = burn_down(c, ["[b]a[/b]"], Empty(), ts("2026-01-11T00:00:00"))  # type: ignore[arg-type]
+    console = Console(record=True, width=250)
+    console.print(commitments_table([bd], bd.now))
+    for line in alerts([bd]):
+        console.print(line)
+    text = console.export_text()
+    assert "[red]deal[/red]" in text and "[b]a[/b]" in text and "[red]deal[/red]: will be under-used" in text
