@@ -64,6 +64,8 @@ def models_list(workspace: WorkspaceOpt = None) -> None:
         if config.cascade is not None:
             c = config.cascade
             model = f"cascade {c.proxy} → {c.strong} @ {c.threshold:g}"
+        elif config.route is not None:
+            model = f"route by commitments over {', '.join(config.route.candidates)} (agent {config.route.agent})"
         else:
             model = config.model or "split " + ", ".join(f"{k}={v:g}" for k, v in (config.split or {}).items())
         limits = ", ".join(
@@ -177,10 +179,20 @@ def usage(
     by: Annotated[str, typer.Option(help="group by: endpoint, model, tag, day, status (comma-separated)")] = "endpoint",
     since: Annotated[str | None, typer.Option(help="only the last 24h, 7d, 1m ...")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    commitments: Annotated[
+        bool, typer.Option("--commitments", help="each [[commitments]]'s burn-down, projection and alert")
+    ] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Usage summed by endpoint, tag and/or day: calls, errors, cache hits, tokens, cost."""
     ws = _workspace(workspace)
+    if commitments:
+        from brickyard import commitments_cli
+
+        if since is not None:
+            raise UserError("--since does not apply to --commitments. Fix: drop it (each commitment has its window)")
+        commitments_cli.show(ws, out, now=time.time(), as_json=as_json)
+        return
     groups = [g.strip() for g in by.split(",") if g.strip()]
     rows = ws.store.summarize(groups, since=_since(since))
     if as_json:
