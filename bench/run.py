@@ -259,9 +259,8 @@ def _sql_planning_section(data: dict[str, Any] | None) -> list[str]:
     ):
         row = data[key]
         written, planned = row["unplanned"]["judged"], row["planned"]["judged"]
-        lines.append(
-            f"| {label} | {row.get('rows_needed', '—')} | {written:,} | {planned:,} | {written / max(planned, 1):.0f}× |"
-        )
+        ratio = written / max(planned, 1)
+        lines.append(f"| {label} | {row.get('rows_needed', '—')} | {written:,} | {planned:,} | {ratio:.0f}× |")
     lines += [
         "",
         "Target (issue 13): model calls ≤ 3× the rows needed; "

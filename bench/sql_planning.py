@@ -44,7 +44,7 @@ def _filter_limit(con: Any, limit: int) -> dict[str, Any]:
 
 
 def run(rows: int = 2000, limit: int = 5) -> dict[str, Any]:
-    ws = fresh_workspace("[endpoints.det]\nmodel = \"function:brickyard.testing.deterministic:answer\"\ncache = false\n")
+    ws = fresh_workspace('[endpoints.det]\nmodel = "function:brickyard.testing.deterministic:answer"\ncache = false\n')
     reviews = rotten_tomatoes(rows)
     figures: dict[str, Any] = {"rows": rows, "limit": limit}
     with connect(ws) as con:
