@@ -27,6 +27,9 @@ MAX_BATCH = 2048
 
 DEFAULT_FIRST_BATCH = 8
 
+SEMANTIC_JOIN_MAX = 64
+"""Predicates one `ai_match` call may carry: past it a semantic join is judged pair by pair."""
+
 
 @dataclass
 class Plan:
@@ -39,9 +42,57 @@ class Plan:
     settings: dict[str, str] = field(default_factory=dict)
     """DuckDB settings the statement runs under (restored after it)."""
 
-    @property
-    def rewritten(self) -> bool:
-        return bool(self.streams)
+    rewritten: bool = False
+    """True when `sql` differs from the statement as written."""
+
+
+def _alias(node: dict[str, Any]) -> str | None:
+    """The name a FROM item's columns are qualified with (its alias, else its table name)."""
+    if node.get("type") != "BASE_TABLE":
+        return None
+    return str(node.get("alias") or node.get("table_name") or "").lower() or None
+
+
+def _only_alias(expression: Any) -> str | None:
+    """The one table qualifier an expression's columns use (None: none, several, or unqualified columns)."""
+    qualifiers = set()
+    for node in _walk(expression):
+        if node.get("class") == "COLUMN_REF":
+            names = node.get("column_names") or []
+            if len(names) != 2:
+                return None
+            qualifiers.add(str(names[0]).lower())
+        if node.get("class") == "SUBQUERY":
+            return None
+    return qualifiers.pop() if len(qualifiers) == 1 else None
+
+
+def _ai_filter_in(condition: Any) -> dict[str, Any] | None:
+    """The two-argument `ai_filter` call a join condition is, or is one conjunct of."""
+    if not isinstance(condition, dict):
+        return None
+    if condition.get("class") == "CONJUNCTION" and condition.get("type") == "CONJUNCTION_AND":
+        found = [c for c in (_ai_filter_in(child) for child in condition.get("children", [])) if c is not None]
+        return found[0] if len(found) == 1 else None
+    if condition.get("class") != "FUNCTION" or str(condition.get("function_name", "")).lower() != "ai_filter":
+        return None
+    children = condition.get("children", [])
+    positional = [c for c in children if not c.get("alias")]
+    named = [c for c in children if c.get("alias")]
+    if len(positional) != 2 or any(str(c["alias"]).lower() != "endpoint" for c in named):
+        return None
+    return condition
+
+
+def _text(value: str) -> dict[str, Any]:
+    """A VARCHAR constant of the parse tree."""
+    return {
+        "class": "CONSTANT",
+        "type": "VALUE_CONSTANT",
+        "alias": "",
+        "query_location": 0,
+        "value": {"type": {"id": "VARCHAR", "type_info": None}, "is_null": False, "value": value},
+    }
 
 
 def _walk(node: Any) -> Iterator[dict[str, Any]]:
@@ -111,12 +162,37 @@ class Planner:
         if tree.get("error") or len(tree.get("statements", [])) != 1:
             return Plan(sql)
         limits, calls = _limits(tree), _ai_calls(tree)
-        if not limits or not calls or self._in_transaction():
+        if not calls or self._in_transaction():
             return Plan(sql)
-        first = max(DEFAULT_FIRST_BATCH, min(limits))
         tables = self._warehouse_tables()
         ctes = _cte_names(tree)
         plan = Plan(sql)
+        joins = self._semantic_joins(tree, tables, ctes, plan)
+        if limits:
+            self._stream_tables(tree, min(limits), calls, tables, ctes, plan)
+        if not plan.streams and not joins:
+            return Plan(sql, notes=plan.notes)
+        if plan.streams:
+            # One DuckDB thread: a second one would pull the next (larger) batch while the first is judged. The
+            # model calls of a batch still run concurrently (the batch engine), which is where the time goes.
+            plan.settings["threads"] = "1"
+            plan.settings["enable_caching_operators"] = "false"  # else a filter holds its rows until it has 64
+        (plan.sql,) = self._con.execute("SELECT json_deserialize_sql(?)", [json.dumps(tree)]).fetchone()
+        plan.rewritten = True
+        return plan
+
+    def _stream_tables(
+        self,
+        tree: dict[str, Any],
+        limit: int,
+        calls: list[str],
+        tables: dict[tuple[str | None, str], str],
+        ctes: set[str],
+        plan: Plan,
+    ) -> None:
+        """Replace the tables each SELECT reads (a join's larger side) by growing-batch streams."""
+        first = max(DEFAULT_FIRST_BATCH, limit)
+        limits = [limit]
         for select in _walk(tree["statements"]):
             if select.get("type") != "SELECT_NODE" or not isinstance(select.get("from_table"), dict):
                 continue
@@ -144,14 +220,68 @@ class Planner:
                     else ""
                 )
             )
-        if not plan.streams:
-            return Plan(sql)
-        # One DuckDB thread: a second one would pull the next (larger) batch while the first is judged. The
-        # model calls of a batch still run concurrently (the batch engine), which is where the time goes.
-        plan.settings["threads"] = "1"
-        plan.settings["enable_caching_operators"] = "false"  # else a filter holds its rows until it has 64
-        (plan.sql,) = self._con.execute("SELECT json_deserialize_sql(?)", [json.dumps(tree)]).fetchone()
-        return plan
+
+    def _semantic_joins(
+        self, tree: dict[str, Any], tables: dict[tuple[str | None, str], str], ctes: set[str], plan: Plan
+    ) -> int:
+        """`JOIN small ON ai_filter(<small side>, <large side>)`: one multi-label call per large-side row.
+
+        The condition becomes `list_contains(ai_match(<large side>, <every predicate of the small side>),
+        <small side>)`: the predicates are read now (at most `SEMANTIC_JOIN_MAX` distinct ones), and the
+        statement's memo makes `ai_match` run once per distinct large-side value instead of once per pair.
+        """
+        rewritten = 0
+        for join in _walk(tree["statements"]):
+            if join.get("type") != "JOIN" or str(join.get("join_type", "")).upper() != "INNER":
+                continue
+            sides: dict[str | None, dict[str, Any]] = {
+                _alias(join.get("left") or {}): join.get("left") or {},
+                _alias(join.get("right") or {}): join.get("right") or {},
+            }
+            if None in sides or len(sides) != 2:
+                continue
+            call = _ai_filter_in(join.get("condition"))
+            if call is None:
+                continue
+            predicate, content, *rest = call["children"]
+            small, large = _only_alias(predicate), _only_alias(content)
+            if small is None or large is None or small == large or small not in sides or large not in sides:
+                continue
+            qualified = self._table_of(sides[small], tables, ctes)
+            if qualified is None:
+                continue
+            predicates = self._distinct(predicate, qualified, small)
+            if predicates is None:
+                plan.notes.append(
+                    f"semantic join not rewritten: {qualified} gives more than {SEMANTIC_JOIN_MAX} predicates "
+                    "(ai_filter is asked once per pair)"
+                )
+                continue
+            matched = dict(
+                call, function_name="ai_match", alias="", children=[content, _text(json.dumps(predicates)), *rest]
+            )
+            replacement = dict(call, function_name="list_contains", alias="", children=[matched, predicate])
+            call.clear()
+            call.update(replacement)
+            rewritten += 1
+            plan.notes.append(
+                f"semantic join: ai_filter once per pair became ai_match once per row of the other side, against "
+                f"the {len(predicates)} predicates of {qualified}"
+            )
+        return rewritten
+
+    def _distinct(self, expression: dict[str, Any], qualified: str, alias: str) -> list[str] | None:
+        """The distinct non-NULL values of `expression` over a table (None when there are too many)."""
+        (template,) = self._con.execute(
+            "SELECT json_serialize_sql(?)", [f'SELECT DISTINCT 1 FROM {qualified} AS "{alias}"']
+        ).fetchone()
+        tree = json.loads(template)
+        node = tree["statements"][0]["node"]
+        node["select_list"] = [dict(expression, alias="")]
+        (query,) = self._con.execute("SELECT json_deserialize_sql(?)", [json.dumps(tree)]).fetchone()
+        rows = self._cursor().execute(f"SELECT * FROM ({query}) ORDER BY 1 LIMIT {SEMANTIC_JOIN_MAX + 1}").fetchall()
+        values = [str(v) for (v,) in rows if v is not None]
+        return None if len(values) > SEMANTIC_JOIN_MAX else values
 
     def _in_transaction(self) -> bool:
         """In an open transaction another cursor would read the committed rows, not this one's: don't stream."""
