@@ -21,7 +21,7 @@ from brickyard.cli import app
 from brickyard.config import EndpointConfig
 from brickyard.sql.declarations import FUNCTIONS, compatibility_table, macros_sql, public_message
 from brickyard.sql.duckdb import connect
-from brickyard.testing.deterministic import answer
+from brickyard.testing.deterministic import answer, content_of
 
 ROWS = 2000
 
@@ -345,3 +345,36 @@ async def test_match_on_the_embedding_mechanism_keeps_the_predicates_a_text_stan
     assert outcome.values == [["is about topic3"], [], None] and local.calls == []
     with pytest.raises(Exception, match="predicates is empty"):
         await match(["x"], [], local, embedder=embedder)
+
+
+def test_several_ai_predicates_run_cheapest_and_most_selective_first(con: Any) -> None:
+    import time as clock
+
+    slow, fast = Counting(), Counting()
+
+    def slow_model(request: ChatRequest) -> Any:
+        clock.sleep(0.003)
+        return slow(request)
+
+    def fast_model(request: ChatRequest) -> Any:  # passes about one row in ten, at once
+        fast.requests.append(request)
+        number = int(content_of(request).split()[1])
+        return {"label": "true" if number % 10 == 7 else "false"}
+
+    _register(con, "slow", FunctionModel(slow_model, name="function:slow"))
+    _register(con, "fast", FunctionModel(fast_model, name="function:fast"))
+    query = (
+        "SELECT id FROM reviews WHERE ai_filter('a', txt, endpoint => 'slow') AND id < 300 "
+        "AND ai_filter('b', txt, endpoint => 'fast')"
+    )
+    plan = con.plan(query)
+    assert "ordered by cost" in " ".join(plan.notes) and plan.sql.index("'fast'") < plan.sql.index("'slow'")
+    con.planner.release()
+    slow.requests.clear()
+    planned = sorted(con.sql(query).fetchall())
+    asked_planned = len(slow.requests)
+    con.brickyard.begin_statement()
+    slow.requests.clear()
+    written = sorted(con.duckdb.execute(query).fetchall())
+    assert planned == written and planned  # the same rows
+    assert asked_planned < len(slow.requests) / 3, (asked_planned, len(slow.requests))

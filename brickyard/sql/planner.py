@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,9 @@ MAX_BATCH = 2048
 """DuckDB's vector size: past it a batch gains nothing."""
 
 DEFAULT_FIRST_BATCH = 8
+
+PREDICATE_SAMPLE = 20
+"""Rows on which several AI predicates of one WHERE are measured before they are ordered."""
 
 SEMANTIC_JOIN_MAX = 64
 """Predicates one `ai_match` call may carry: past it a semantic join is judged pair by pair."""
@@ -82,6 +86,34 @@ def _ai_filter_in(condition: Any) -> dict[str, Any] | None:
     if len(positional) != 2 or any(str(c["alias"]).lower() != "endpoint" for c in named):
         return None
     return condition
+
+
+def _false() -> dict[str, Any]:
+    return {
+        "class": "CONSTANT",
+        "type": "VALUE_CONSTANT",
+        "alias": "",
+        "query_location": 0,
+        "value": {"type": {"id": "BOOLEAN", "type_info": None}, "is_null": False, "value": False},
+    }
+
+
+def _case_and(first: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:
+    """`CASE WHEN first THEN then ELSE false END`: `then` is evaluated only where `first` holds."""
+    return {
+        "class": "CASE",
+        "type": "CASE_EXPR",
+        "alias": "",
+        "query_location": 0,
+        "case_checks": [{"when_expr": first, "then_expr": then}],
+        "else_expr": _false(),
+    }
+
+
+def _conjunction(children: list[dict[str, Any]]) -> dict[str, Any]:
+    if len(children) == 1:
+        return children[0]
+    return {"class": "CONJUNCTION", "type": "CONJUNCTION_AND", "alias": "", "query_location": 0, "children": children}
 
 
 def _text(value: str) -> dict[str, Any]:
@@ -168,6 +200,7 @@ class Planner:
         ctes = _cte_names(tree)
         plan = Plan(sql)
         joins = self._semantic_joins(tree, tables, ctes, plan)
+        joins += self._order_ai_predicates(tree, plan)
         if limits:
             self._stream_tables(tree, min(limits), calls, tables, ctes, plan)
         if not plan.streams and not joins:
@@ -269,6 +302,84 @@ class Planner:
                 f"the {len(predicates)} predicates of {qualified}"
             )
         return rewritten
+
+    def _order_ai_predicates(self, tree: dict[str, Any], plan: Plan) -> int:
+        """`WHERE ai_a AND ai_b`: the AI predicates ordered by measured cost ÷ rejection on a sample.
+
+        The cheaper, more selective predicate runs first and the next one sees only the rows that passed
+        (a nested CASE, which DuckDB evaluates on those rows only); the sample's answers stay in the
+        statement's memo, so they are not asked again.
+        """
+        ordered = 0
+        for select in _walk(tree["statements"]):
+            where = select.get("where_clause") if select.get("type") == "SELECT_NODE" else None
+            if not isinstance(where, dict) or where.get("type") != "CONJUNCTION_AND":
+                continue
+            ai = [c for c in where["children"] if _ai_calls(c)]
+            cheap = [c for c in where["children"] if not _ai_calls(c)]
+            source = select.get("from_table") or {}
+            alias = _alias(source)
+            if len(ai) < 2 or alias is None:
+                continue
+            measured = self._measure(select, cheap, ai, alias)
+            if measured is None:
+                continue
+            ranked = sorted(zip(measured, ai, strict=True), key=lambda m: m[0][0] / max(1 - m[0][1], 0.01))
+            chain = ranked[-1][1]
+            for _, predicate in reversed(ranked[:-1]):
+                chain = _case_and(predicate, chain)
+            where["children"] = [*cheap, chain]
+            ordered += 1
+            plan.notes.append(
+                f"{len(ai)} AI predicates ordered by cost ÷ rejection measured on {PREDICATE_SAMPLE} rows: "
+                + "; then ".join(
+                    f"{self._sql(p)} ({secs * 1000:.1f} ms a row, passes {share:.0%})" for (secs, share), p in ranked
+                )
+            )
+        return ordered
+
+    def _measure(
+        self, select: dict[str, Any], cheap: list[dict[str, Any]], ai: list[dict[str, Any]], alias: str
+    ) -> list[tuple[float, float]] | None:
+        """(seconds a row, pass share) of each AI predicate on a sample of the rows the cheap ones keep."""
+        inner = json.loads(json.dumps(select))
+        inner["select_list"] = self._template("SELECT * FROM x")["statements"][0]["node"]["select_list"]
+        inner["where_clause"] = _conjunction(cheap) if cheap else None
+        inner["modifiers"], inner["group_expressions"], inner["having"] = [], [], None
+        try:
+            body = self._sql_of_node(inner)
+            sample = f'SELECT * FROM ({body}) AS "{alias}" USING SAMPLE {PREDICATE_SAMPLE} ROWS (reservoir, 7)'
+            self._con.execute(f"CREATE OR REPLACE TEMP TABLE __by_sample AS {sample}")
+            measured = []
+            for predicate in ai:
+                started = time.perf_counter()
+                passed, rows = self._con.execute(
+                    f'SELECT count(*) FILTER (WHERE {self._sql(predicate)}), count(*) FROM __by_sample AS "{alias}"'
+                ).fetchone()
+                measured.append(((time.perf_counter() - started) / max(rows, 1), passed / max(rows, 1)))
+            return measured
+        except Exception:  # a shape the sample cannot be drawn from: keep the order as written
+            return None
+        finally:
+            with contextlib.suppress(Exception):
+                self._con.execute("DROP TABLE IF EXISTS __by_sample")
+
+    def _sql(self, expression: dict[str, Any]) -> str:
+        """An expression of the parse tree as SQL text."""
+        node = json.loads(json.dumps(self._template("SELECT 1")))
+        node["statements"][0]["node"]["select_list"] = [dict(expression, alias="")]
+        (text,) = self._con.execute("SELECT json_deserialize_sql(?)", [json.dumps(node)]).fetchone()
+        return str(text).strip().removeprefix("SELECT").strip()
+
+    def _sql_of_node(self, select: dict[str, Any]) -> str:
+        tree = json.loads(json.dumps(self._template("SELECT 1")))
+        tree["statements"][0]["node"] = select
+        (text,) = self._con.execute("SELECT json_deserialize_sql(?)", [json.dumps(tree)]).fetchone()
+        return str(text)
+
+    def _template(self, sql: str) -> dict[str, Any]:
+        (text,) = self._con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+        return dict(json.loads(text))
 
     def _distinct(self, expression: dict[str, Any], qualified: str, alias: str) -> list[str] | None:
         """The distinct non-NULL values of `expression` over a table (None when there are too many)."""
