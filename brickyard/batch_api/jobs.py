@@ -38,6 +38,7 @@ ANTHROPIC_DEFAULT_MAX_TOKENS = 1024
 JOB_RESERVATION_TTL_S = 25 * 3600.0
 """A job's budget hold outlives the provider's 24 h completion window."""
 CANCEL_WAIT_S = 60.0
+FIRST_POLL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class BatchJobs:
     """Submit, run, resume and read provider batch jobs of one workspace."""
 
     def __init__(self, workspace: Workspace, *, poll_s: float = 30.0, hook: Hook | None = None) -> None:
+        """`poll_s`: the longest pause between status reads (they start at `FIRST_POLL_S` and back off)."""
         self.ws = workspace
         self.poll_s = poll_s
         self.hook = hook
@@ -206,6 +208,7 @@ class BatchJobs:
         if job.status != "running":
             return self.status(job_id)
         provider = provider_for(self.ws.registry, job.endpoint)
+        pause = min(FIRST_POLL_S, self.poll_s)
         try:
             while True:
                 await self._reconcile(job, provider)
@@ -215,8 +218,9 @@ class BatchJobs:
                 late = job.deadline is not None and time.time() >= job.deadline
                 if not open_chunks or late or not wait:
                     break
-                pause = self.poll_s if job.deadline is None else min(self.poll_s, max(job.deadline - time.time(), 0))
-                await asyncio.sleep(pause)
+                left = job.deadline - time.time() if job.deadline is not None else pause
+                await asyncio.sleep(max(min(pause, left), 0.0))
+                pause = min(pause * 1.5, self.poll_s)  # back off from FIRST_POLL_S to poll_s
             if open_chunks and late:
                 await self._cancel(job, provider)
             if not [c for c in self.store.chunks(job_id) if c.state != "collected"]:
@@ -250,7 +254,7 @@ class BatchJobs:
             if not rows:
                 self.store.mark_chunk(job.job_id, chunk.chunk, "collected")
                 continue
-            requests = [(r.custom_id, ChatRequest.model_validate(r.request)) for r in rows]
+            requests = [(r.custom_id, ChatRequest.model_validate_json(r.request_json)) for r in rows]
             self._event("before_create", job=job.job_id, chunk=chunk.chunk)
             self.store.mark_submitting(job.job_id, chunk.chunk)  # committed before the provider hears of it
             batch_id, status = await provider.create(job.job_id, chunk.chunk, requests)
@@ -272,7 +276,7 @@ class BatchJobs:
         self, job: JobRecord, provider: BatchProvider, chunk: int, batch_id: str, status: str
     ) -> None:
         rows = self.store.rows(job.job_id, chunk=chunk)
-        requests = {r.custom_id: ChatRequest.model_validate(r.request) for r in rows}
+        requests = {r.custom_id: ChatRequest.model_validate_json(r.request_json) for r in rows}
         outcomes = await provider.results(batch_id, requests)
         if not outcomes and status in ("completed", "ended"):
             # an adopted batch that was not ours (no custom_id of this chunk): send the chunk again
@@ -360,7 +364,7 @@ class BatchJobs:
         """Send rows the batch API did not answer through the endpoint's normal stack (metered there)."""
         self._event("direct", job=job.job_id, rows=len(rows))
         model = self.ws.registry.get(job.endpoint)
-        requests = [ChatRequest.model_validate(r.request).model_copy(update={"tag": job.tag}) for r in rows]
+        requests = [ChatRequest.model_validate_json(r.request_json).model_copy(update={"tag": job.tag}) for r in rows]
         report = await run_batch(model, requests, description="batch fallback")
         outcomes = []
         for r, row in zip(rows, report.rows, strict=True):

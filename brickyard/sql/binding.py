@@ -17,6 +17,7 @@ from typing import Any
 
 from brickyard._errors import AIFunctionError, BrickyardError, InvalidRequestError
 from brickyard.batch import BatchEstimate, estimate_batch
+from brickyard.batch_api.sql import batch_query, wants_batch, without_batch
 from brickyard.functions import (
     Outcome,
     aggregate,
@@ -121,6 +122,8 @@ class FunctionBinding:
         the warehouse that owns this binding (none on Spark workers)."""
         self._models: dict[str, Model] = {}
         self._loop = LoopThread()
+        self.batch = False
+        """Send every `ai_query` through a provider batch job (`brickyard sql --batch`)."""
 
     # -- models ---------------------------------------------------------------------------------
     def endpoint_for(self, function: str, endpoint: str | None = None) -> str:
@@ -228,6 +231,9 @@ class FunctionBinding:
             endpoint, params, fmt = key
             if is_null(endpoint) or not str(endpoint).strip():
                 raise InvalidRequestError("the endpoint is NULL or empty. Fix: name an endpoint from brickyard.toml")
+            if not self.dry_run and (self.batch or wants_batch(params)):  # a provider batch job (batch_api)
+                return self._run(batch_query(self.workspace, endpoint, [requests[i] for i in idx], params, fmt))
+            params = without_batch(params)
             return self._run(
                 query(
                     [requests[i] for i in idx],

@@ -82,7 +82,7 @@ class RowRecord:
     row: int
     chunk: int
     custom_id: str
-    request: dict[str, Any]
+    request_json: str
     state: str
     result: dict[str, Any] | None
     error: str | None
@@ -91,6 +91,11 @@ class RowRecord:
     output_tokens: int
     cost_usd: float
     metered: bool
+
+    @property
+    def request(self) -> dict[str, Any]:
+        """The row's request (parsed when asked: most reads need only the answers)."""
+        return dict(json.loads(self.request_json))
 
 
 @dataclass(frozen=True)
@@ -340,7 +345,7 @@ def _row(r: Sequence[Any]) -> RowRecord:
         row=r[0],
         chunk=r[1],
         custom_id=r[2],
-        request=json.loads(r[3]),
+        request_json=r[3],
         state=r[4],
         result=json.loads(r[5]) if r[5] else None,
         error=r[6],
