@@ -249,6 +249,19 @@ def test_a_killed_process_resumes_without_sending_a_row_twice(tmp_path: Path, up
     asyncio.run(ws.aclose())
 
 
+async def test_two_runners_on_one_job_one_is_refused_and_no_row_is_sent_twice(ws: Workspace, up: FakeUpstream) -> None:
+    up.batches.rows_per_poll = 200  # slow enough that the runs overlap
+    first, second = BatchJobs(ws, poll_s=0.01), BatchJobs(ws, poll_s=0.01)
+    job = await first.submit("gpt", prompts(1_000), chunk_size=250)
+    outcomes = await asyncio.gather(first.run(job), second.run(job), return_exceptions=True)
+    refused = [o for o in outcomes if isinstance(o, UserError)]
+    assert len(refused) == 1 and "being run by another process" in str(refused[0]) and "Fix:" in str(refused[0])
+    assert first.status(job).status == "done"
+    assert len(up.batches.sent) == 1_000 and set(up.batches.sent.values()) == {1} and len(up.batches.created) == 4
+    # the lease is released when a run ends: a later run is not refused
+    assert (await second.run(job)).status == "done"
+
+
 # -- expiry, failure, deadline -------------------------------------------------------------------------------
 
 

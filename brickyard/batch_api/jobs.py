@@ -39,6 +39,8 @@ JOB_RESERVATION_TTL_S = 25 * 3600.0
 """A job's budget hold outlives the provider's 24 h completion window."""
 CANCEL_WAIT_S = 60.0
 FIRST_POLL_S = 0.5
+LEASE_S = 120.0
+"""A run holds its job this long past its last renewal (renewed every quarter of it while it runs)."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,8 @@ class BatchJobs:
             return self.status(job_id)
         provider = provider_for(self.ws.registry, job.endpoint)
         pause = min(FIRST_POLL_S, self.poll_s)
+        runner = uuid.uuid4().hex
+        lease = await self._lease(job_id, runner)
         try:
             while True:
                 await self._reconcile(job, provider)
@@ -226,8 +230,26 @@ class BatchJobs:
             if not [c for c in self.store.chunks(job_id) if c.state != "collected"]:
                 await self._finish(job)
         finally:
+            lease.cancel()
+            self.store.release(job_id, runner)
             await provider.aclose()
         return self.status(job_id)
+
+    async def _lease(self, job_id: str, runner: str) -> asyncio.Task[None]:
+        """Claim the job for this run (refusing when another process runs it) and keep the claim renewed."""
+        holder = self.store.claim(job_id, runner, ttl_s=LEASE_S)
+        if holder is not None:
+            raise UserError(
+                f"batch job {job_id} is being run by another process ({holder}). Fix: wait for it to finish, or "
+                f"run `brickyard batch resume {job_id}` once it has stopped"
+            )
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(LEASE_S / 4)
+                await asyncio.to_thread(self.store.claim, job_id, runner, ttl_s=LEASE_S)
+
+        return asyncio.create_task(renew())
 
     async def _reconcile(self, job: JobRecord, provider: BatchProvider) -> None:
         """A chunk left `submitting` by a crash: adopt the provider's batch for it if there is one."""

@@ -9,6 +9,8 @@ No API key is ever written here: a job names its endpoint, and the key is read f
 from __future__ import annotations
 
 import json
+import os
+import socket
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -24,7 +26,8 @@ CREATE TABLE IF NOT EXISTS batch_jobs (
     job_id TEXT PRIMARY KEY, endpoint TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL,
     created REAL NOT NULL, deadline REAL, on_deadline TEXT NOT NULL, status TEXT NOT NULL, tag TEXT,
     price_input_per_1m REAL NOT NULL, price_output_per_1m REAL NOT NULL,
-    reservation TEXT, reserved_usd REAL NOT NULL DEFAULT 0, settled INTEGER NOT NULL DEFAULT 0, note TEXT
+    reservation TEXT, reserved_usd REAL NOT NULL DEFAULT 0, settled INTEGER NOT NULL DEFAULT 0, note TEXT,
+    runner TEXT, runner_pid INTEGER, runner_host TEXT, runner_until REAL
 );
 CREATE TABLE IF NOT EXISTS batch_chunks (
     job_id TEXT NOT NULL, chunk INTEGER NOT NULL, state TEXT NOT NULL, provider_batch_id TEXT,
@@ -163,6 +166,41 @@ class BatchJobStore:
             lambda: self._db.execute(f"UPDATE batch_jobs SET {sets} WHERE job_id = ?", (*fields.values(), job_id))
         )
 
+    def claim(self, job_id: str, runner: str, *, ttl_s: float) -> str | None:
+        """Take (or renew) the job's lease for `runner`; None when taken, else who holds it. A lease is free when
+        it expired or its process on this host is gone (a crash), so only one process runs a job at a time."""
+        host, pid = socket.gethostname(), os.getpid()
+
+        def attempt() -> str | None:
+            row = self._db.execute(
+                "SELECT runner, runner_pid, runner_host, runner_until FROM batch_jobs WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            if row is None:
+                raise UserError(f"no batch job `{job_id}`. Fix: use an id from `brickyard batch list`")
+            holder, holder_pid, holder_host, until = row
+            free = (
+                holder in (None, runner)
+                or (until or 0) < time.time()
+                or (holder_host == host and not _alive(int(holder_pid or 0)))
+            )
+            if not free:
+                return f"pid {holder_pid} on {holder_host}"
+            self._db.execute(
+                "UPDATE batch_jobs SET runner = ?, runner_pid = ?, runner_host = ?, runner_until = ? WHERE job_id = ?",
+                (runner, pid, host, time.time() + ttl_s, job_id),
+            )
+            return None
+
+        return self._transaction(attempt)
+
+    def release(self, job_id: str, runner: str) -> None:
+        self._transaction(
+            lambda: self._db.execute(
+                "UPDATE batch_jobs SET runner = NULL, runner_until = NULL WHERE job_id = ? AND runner = ?",
+                (job_id, runner),
+            )
+        )
+
     def mark_submitting(self, job_id: str, chunk: int) -> None:
         """Before the provider call: a crash from here until `mark_submitted` leaves the chunk `submitting`."""
         self._transaction(
@@ -298,6 +336,18 @@ class BatchJobStore:
                 return result
 
         return retrying(attempt)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _job_tuple(job: JobRecord) -> tuple[Any, ...]:
