@@ -452,3 +452,11 @@ def test_cli_batch_list_status_results(ws: Workspace, up: FakeUpstream) -> None:
     assert len(lines) == 25 and sum(line["state"] == "error" for line in lines) == 3
     missing = run("batch", "status", "nope")
     assert missing.returncode != 0 and "no batch job `nope`" in missing.stderr and "Traceback" not in missing.stderr
+    # `brickyard sql --batch`: every ai_query through a batch job; a local endpoint gets the one-line error
+    sent_before = len(up.batches.sent)
+    answered = run("sql", "--batch", "SELECT ai_query('gpt', 'from the cli') AS a")
+    assert answered.returncode == 0 and "echo: from the cli" in answered.stdout, answered.stderr
+    assert len(up.batches.sent) == sent_before + 1 and direct_bodies(up) == []
+    local = run("sql", "--batch", "SELECT ai_query('smollm2', 'x')")
+    assert local.returncode != 0 and "Traceback" not in local.stderr
+    assert "has no batch API" in local.stderr and "openai" in local.stderr and "anthropic" in local.stderr
