@@ -325,6 +325,34 @@ async def test_the_deadline_cancels_the_batch_and_sends_the_rest_directly_once(w
     assert [r.text for r in results] == [f"echo: {p}" for p in rows]
 
 
+@pytest.mark.parametrize("endpoint", ["gpt", "claude"])
+async def test_transient_errors_reading_a_batch_do_not_stop_the_run(
+    ws: Workspace, up: FakeUpstream, endpoint: str
+) -> None:
+    up.batches.fail_reads = 3
+    jobs = BatchJobs(ws, poll_s=0.01)
+    job = await jobs.submit(endpoint, prompts(30))
+    if endpoint == "gpt":  # without waiting, the error is the caller's (gpt has max_retries = 0)
+        with pytest.raises(Exception, match="overloaded"):
+            await jobs.run(job, wait=False)
+    status = await jobs.run(job)
+    assert status.status == "done" and status.counts["ok"] == 30 and up.batches.fail_reads == 0
+    assert set(up.batches.sent.values()) == {1}
+
+
+async def test_chunks_are_split_by_bytes_as_well_as_rows(ws: Workspace, up: FakeUpstream, monkeypatch: Any) -> None:
+    from brickyard.batch_api._providers import OpenAIBatches
+
+    monkeypatch.setattr(OpenAIBatches, "max_bytes", 20_000)
+    jobs = BatchJobs(ws, poll_s=0.01)
+    rows = [f"{i} " + "x" * 1_000 for i in range(100)]  # about 1.3 kB a row as stored
+    job = await jobs.submit("gpt", rows)
+    status = await jobs.run(job)
+    assert status.counts["ok"] == 100 and len(up.batches.created) >= 6 and len(status.chunks) == len(up.batches.created)
+    with pytest.raises(UserError, match="over one provider batch"):
+        await jobs.submit("gpt", ["y" * 30_000])
+
+
 # -- budgets -------------------------------------------------------------------------------------------------
 
 

@@ -39,6 +39,9 @@ class BatchProvider(Protocol):
 
     name: str
     max_rows: int
+    max_bytes: int
+    """The most rows and request bytes one provider batch takes (OpenAI: 50,000 and 200 MB; Anthropic: 100,000
+    and 256 MB), with a margin."""
 
     async def create(self, job_id: str, chunk: int, rows: list[tuple[str, ChatRequest]]) -> tuple[str, str]:
         """Submit rows (custom_id, request) as one batch; (provider batch id, status)."""
@@ -89,9 +92,17 @@ def provider_for(registry: Registry, endpoint: str) -> BatchProvider:
     info, spec = registry.spec_for(name, config)
     model = registry._provider_model(name, config)  # the interactive model: raises the missing-key error
     if isinstance(model, OpenAIModel):
-        return OpenAIBatches(model, api_key=spec.api_key, base_url=spec.base_url, timeout_s=spec.timeout_s)
+        return OpenAIBatches(
+            model, api_key=spec.api_key, base_url=spec.base_url, timeout_s=spec.timeout_s, retries=config.max_retries
+        )
     if isinstance(model, AnthropicModel):
-        return AnthropicBatches(model, api_key=spec.api_key or "", base_url=spec.base_url, timeout_s=spec.timeout_s)
+        return AnthropicBatches(
+            model,
+            api_key=spec.api_key or "",
+            base_url=spec.base_url,
+            timeout_s=spec.timeout_s,
+            retries=config.max_retries,
+        )
     raise UserError(f"endpoint {name}: provider {info.name} built no {provider} model. Fix: check the plugin")
 
 
@@ -110,13 +121,16 @@ class OpenAIBatches:
 
     name = "openai"
     max_rows = 50_000
+    max_bytes = 180_000_000
 
-    def __init__(self, model: OpenAIModel, *, api_key: str | None, base_url: str | None, timeout_s: float) -> None:
+    def __init__(
+        self, model: OpenAIModel, *, api_key: str | None, base_url: str | None, timeout_s: float, retries: int
+    ) -> None:
         import openai
 
         self._model = model
         self._client = openai.AsyncOpenAI(
-            api_key=api_key or "not-needed", base_url=base_url, timeout=max(timeout_s, 120.0), max_retries=3
+            api_key=api_key or "not-needed", base_url=base_url, timeout=max(timeout_s, 120.0), max_retries=retries
         )
 
     async def create(self, job_id: str, chunk: int, rows: list[tuple[str, ChatRequest]]) -> tuple[str, str]:
@@ -217,15 +231,22 @@ class AnthropicBatches:
 
     name = "anthropic"
     max_rows = 100_000
+    max_bytes = 230_000_000
 
-    def __init__(self, model: AnthropicModel, *, api_key: str, base_url: str | None, timeout_s: float) -> None:
+    def __init__(
+        self, model: AnthropicModel, *, api_key: str, base_url: str | None, timeout_s: float, retries: int
+    ) -> None:
         from brickyard.models.anthropic_provider import API_VERSION, _sdk
 
         sdk = _sdk()
         self._model = model
         headers = {"x-api-key": api_key, "Authorization": sdk.Omit(), "anthropic-version": API_VERSION}
         self._client = sdk.AsyncAnthropic(
-            api_key=api_key, base_url=base_url, timeout=max(timeout_s, 120.0), max_retries=3, default_headers=headers
+            api_key=api_key,
+            base_url=base_url,
+            timeout=max(timeout_s, 120.0),
+            max_retries=retries,
+            default_headers=headers,
         )
 
     def _params(self, request: ChatRequest) -> dict[str, Any]:

@@ -11,13 +11,15 @@ the endpoint's normal model stack (`on_deadline="direct"`) or leaves them as a c
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from brickyard._errors import BudgetExceededError, UserError
+from brickyard._errors import BudgetExceededError, RateLimitedError, ServerError, UpstreamTimeoutError, UserError
 from brickyard.batch import run_batch
 from brickyard.batch_api._providers import BatchProvider, provider_for, result_dict
 from brickyard.models._types import ChatRequest
@@ -27,6 +29,7 @@ from brickyard.store.base import Hold, UsageRecord
 from brickyard.store.batch_jobs import JobRecord, RowOutcome, RowRecord
 from brickyard.workspace import Workspace
 
+log = logging.getLogger(__name__)
 OnDeadline = Literal["direct", "partial"]
 Hook = Callable[[str, dict[str, Any]], None]
 """Called at named points of a run (`before_create`, `after_create`, `recorded`, `collected`) with details; a
@@ -82,6 +85,20 @@ class RowResult:
     input_tokens: int
     output_tokens: int
     cost_usd: float
+
+
+def _chunks(sizes: Sequence[int], max_rows: int, max_bytes: int) -> list[int]:
+    """The chunk of each row: consecutive rows, at most `max_rows` and `max_bytes` (the sum of `sizes`) a chunk."""
+    out: list[int] = []
+    chunk = rows = used = 0
+    for size in sizes:
+        if size > max_bytes:
+            raise UserError(f"row {len(out) + 1} is {size:,} bytes, over one provider batch ({max_bytes:,} bytes)")
+        if rows and (rows == max_rows or used + size > max_bytes):
+            chunk, rows, used = chunk + 1, 0, 0
+        out.append(chunk)
+        rows, used = rows + 1, used + size
+    return out
 
 
 def batch_price(registry: Any, endpoint: str) -> tuple[Price, Price]:
@@ -168,9 +185,10 @@ class BatchJobs:
                 settled=False,
                 note=None,
             )
+            dumped = [r.model_dump(mode="json") for r in rows]
+            chunks = _chunks([len(json.dumps(d, ensure_ascii=False)) + 200 for d in dumped], size, provider.max_bytes)
             self.store.create(
-                record,
-                [(f"{job_id}-{i // size}-{i}", i // size, r.model_dump(mode="json")) for i, r in enumerate(rows)],
+                record, [(f"{job_id}-{c}-{i}", c, d) for i, (c, d) in enumerate(zip(chunks, dumped, strict=True))]
             )
         finally:
             await provider.aclose()
@@ -209,15 +227,25 @@ class BatchJobs:
         job = self.store.job(job_id)
         if job.status != "running":
             return self.status(job_id)
-        provider = provider_for(self.ws.registry, job.endpoint)
-        pause = min(FIRST_POLL_S, self.poll_s)
         runner = uuid.uuid4().hex
         lease = await self._lease(job_id, runner)
+        try:
+            provider = provider_for(self.ws.registry, job.endpoint)
+        except BaseException:
+            lease.cancel()
+            self.store.release(job_id, runner)
+            raise
+        pause = min(FIRST_POLL_S, self.poll_s)
         try:
             while True:
                 await self._reconcile(job, provider)
                 await self._submit_new(job, provider)
-                await self._collect(job, provider)
+                try:
+                    await self._collect(job, provider)
+                except (RateLimitedError, ServerError, UpstreamTimeoutError) as exc:
+                    if not wait:
+                        raise
+                    log.warning("batch job %s: reading its batches failed (%s); trying again", job_id, exc)
                 open_chunks = [c for c in self.store.chunks(job_id) if c.state != "collected"]
                 late = job.deadline is not None and time.time() >= job.deadline
                 if not open_chunks or late or not wait:

@@ -16,6 +16,7 @@ Faults for whole batches, settable while running:
 - ``expire_after``: a batch expires once it has answered this many rows; the rest are ``batch_expired``
   (OpenAI error file) or ``expired`` results (Anthropic).
 - ``fail_validation``: OpenAI batches are created ``failed`` (no output), Anthropic batches answer 400.
+- ``fail_reads``: the next N status reads of a batch answer 503 (a transient provider error).
 
 ``sent`` counts every ``custom_id`` received in a batch (to prove no row was sent twice); ``created`` lists the
 batch ids in creation order.
@@ -79,6 +80,7 @@ class FakeBatches:
         self.rows_per_poll: int | None = None
         self.expire_after: int | None = None
         self.fail_validation = False
+        self.fail_reads = 0
 
     # -- routing ------------------------------------------------------------------------------------
     def handles(self, route: str) -> bool:
@@ -88,6 +90,8 @@ class FakeBatches:
         from brickyard.testing.upstream import _error, _Reply
 
         parts = [p for p in route.split("/") if p]
+        if method == "GET" and self._failing_read(parts):
+            return _error(503, "The server is overloaded or not ready yet.", "server_error")
         try:
             if parts[0] == "files":
                 return self._files(method, parts, headers, raw)
@@ -100,6 +104,17 @@ class FakeBatches:
         except (ValueError, KeyError, TypeError) as exc:
             return _Reply(400, _error_body(f"bad request: {exc}"))
         return _error(404, f"Unknown request URL: {method} {route}.", "invalid_request_error", "unknown_url")
+
+    def _failing_read(self, parts: list[str]) -> bool:
+        """A status read of one batch that `fail_reads` turns into a 503."""
+        one_batch = (len(parts) == 2 and parts[0] == "batches") or (
+            len(parts) == 3 and parts[:2] == ["messages", "batches"]
+        )
+        with self._lock:
+            if one_batch and self.fail_reads > 0:
+                self.fail_reads -= 1
+                return True
+        return False
 
     # -- OpenAI files -------------------------------------------------------------------------------
     def _files(self, method: str, parts: list[str], headers: dict[str, str], raw: bytes) -> _Reply:
