@@ -430,7 +430,7 @@ async def test_keys_never_reach_stored_state_or_errors(ws: Workspace, up: FakeUp
     assert "401" in str(caught.value) or "refused" in str(caught.value)
     assert OPENAI_KEY not in str(caught.value) and OPENAI_KEY[-4:] + "." not in str(caught.value)
     ws.store.flush()
-    for file in ws.path.iterdir():
+    for file in ws.path.rglob("*"):
         if file.is_file():
             data = file.read_bytes()
             assert OPENAI_KEY.encode() not in data and ANTHROPIC_KEY.encode() not in data, file.name

@@ -160,13 +160,18 @@ class BatchJobs:
                 if not request.prompt_text().strip():
                     raise UserError(f"row {i + 1} of the batch job has an empty prompt. Fix: drop it or give it text")
                 if request.logprobs or request.tools:
-                    raise UserError(f"row {i + 1}: logprobs and tools are not sent through batch jobs")
+                    raise UserError(
+                        f"row {i + 1} asks for logprobs or tools, which batch jobs do not send. Fix: drop them, or "
+                        "send these rows interactively"
+                    )
             price, _ = batch_price(registry, name)
             job_id = uuid.uuid4().hex[:12]
             default_out = config.max_tokens or (
                 ANTHROPIC_DEFAULT_MAX_TOKENS if provider.name == "anthropic" else UNKNOWN_OUTPUT_TOKENS
             )
             worst = sum(price.estimate(ChatCall(r), r.max_tokens or default_out) for r in rows)
+            dumped = [r.model_dump(mode="json") for r in rows]
+            chunks = _chunks([len(json.dumps(d, ensure_ascii=False)) + 200 for d in dumped], size, provider.max_bytes)
             reservation = self._reserve(name, rows[0], tag, job_id, worst, max_cost_usd)
             record = JobRecord(
                 job_id=job_id,
@@ -185,11 +190,14 @@ class BatchJobs:
                 settled=False,
                 note=None,
             )
-            dumped = [r.model_dump(mode="json") for r in rows]
-            chunks = _chunks([len(json.dumps(d, ensure_ascii=False)) + 200 for d in dumped], size, provider.max_bytes)
-            self.store.create(
-                record, [(f"{job_id}-{c}-{i}", c, d) for i, (c, d) in enumerate(zip(chunks, dumped, strict=True))]
-            )
+            try:
+                self.store.create(
+                    record, [(f"{job_id}-{c}-{i}", c, d) for i, (c, d) in enumerate(zip(chunks, dumped, strict=True))]
+                )
+            except BaseException:
+                if reservation:  # nothing was stored: hold nothing either
+                    self.ws.store.settle(reservation, 0.0)
+                raise
         finally:
             await provider.aclose()
         return job_id
@@ -224,12 +232,16 @@ class BatchJobs:
     async def run(self, job_id: str, *, wait: bool = True) -> JobStatus:
         """Submit what is not submitted, collect what is done; with `wait`, until the job is finished or its
         deadline passes (then the rows left go `on_deadline`). Safe to call again after a crash."""
-        job = self.store.job(job_id)
-        if job.status != "running":
+        if self.store.job(job_id).status != "running":
             return self.status(job_id)
         runner = uuid.uuid4().hex
         lease = await self._lease(job_id, runner)
         try:
+            job = self.store.job(job_id)  # read again under the lease: another run may have finished it
+            if job.status != "running":
+                lease.cancel()
+                self.store.release(job_id, runner)
+                return self.status(job_id)
             provider = provider_for(self.ws.registry, job.endpoint)
         except BaseException:
             lease.cancel()
