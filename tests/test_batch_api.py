@@ -353,6 +353,19 @@ async def test_chunks_are_split_by_bytes_as_well_as_rows(ws: Workspace, up: Fake
         await jobs.submit("gpt", ["y" * 30_000])
 
 
+async def test_a_hostile_output_file_loses_no_row_and_overwrites_no_answer(ws: Workspace, up: FakeUpstream) -> None:
+    up.batches.hostile_output = True
+    jobs = BatchJobs(ws, poll_s=0.01)
+    rows = prompts(50)
+    job = await jobs.submit("gpt", rows)
+    status = await jobs.run(job)
+    results = jobs.results(job)
+    assert status.status == "done" and [r.text for r in results] == [f"echo: {p}" for p in rows]  # not "tampered"
+    assert [r.via for r in results] == ["direct"] + ["batch"] * 49  # the row missing from the file went directly
+    assert direct_bodies(up) == [rows[0]]
+    assert len(batch_usage(ws)) == 49  # the repeated and the foreign lines are not metered
+
+
 # -- budgets -------------------------------------------------------------------------------------------------
 
 
@@ -456,6 +469,33 @@ def test_sql_ai_query_with_batch_goes_through_a_batch_job(ws: Workspace, up: Fak
     assert all(answer == f"echo: {txt}" for txt, answer in answers.items() if txt is not None)
     assert len(up.batches.created) == 1 and len(up.batches.sent) == 300 and direct_bodies(up) == []
     assert len(batch_usage(ws)) == 300 and {u.tag for u in batch_usage(ws)} == {"sql"}
+
+
+def test_sql_rerun_after_a_crash_resumes_the_same_job(ws: Workspace, up: FakeUpstream) -> None:
+    from brickyard.models._types import ChatRequest
+    from brickyard.sql.duckdb import connect
+
+    texts = [f"line {i}" for i in range(40)]
+
+    def crash(event: str, details: dict[str, Any]) -> None:
+        if event == "after_create":
+            raise Crash
+
+    # the query's job, as `ai_query(..., {'batch': true, 'max_tokens': 20})` submits it, dies after the provider
+    # accepted it (the state a Ctrl-C or a crash of `brickyard sql --batch` leaves)
+    requests = [ChatRequest.from_prompt(t, tag="sql", max_tokens=20) for t in texts]
+    jobs = BatchJobs(ws, poll_s=0.01, hook=crash)
+    job = asyncio.run(jobs.submit("gpt", requests, tag="sql", reuse=True))
+    with pytest.raises(Crash):
+        asyncio.run(jobs.run(job))
+    query = "SELECT txt, ai_query('gpt', txt, modelParameters => {'batch': true, 'max_tokens': 20}) FROM t"
+    for _ in range(2):  # re-run twice: the first resumes the job, the second reads it
+        with connect(ws, database=":memory:") as con:
+            con.execute("CREATE TABLE t AS SELECT 'line ' || i AS txt FROM range(40) r(i)")
+            got = dict(con.execute(query).fetchall())
+        assert got == {t: f"echo: {t}" for t in texts}
+    assert len(up.batches.created) == 1 and set(up.batches.sent.values()) == {1} and len(up.batches.sent) == 40
+    assert len(ws.batch_jobs.jobs()) == 1 and len(batch_usage(ws)) == 40
 
 
 def test_cli_batch_list_status_results(ws: Workspace, up: FakeUpstream) -> None:

@@ -180,7 +180,7 @@ class OpenAIBatches:
             ]
         except Exception as exc:
             raise self._error(exc) from None
-        outcomes = [self._line(json.loads(line), requests) for text in texts for line in text.splitlines() if line]
+        outcomes = [o for text in texts for line in text.splitlines() if (o := self._line(line, requests))]
         if batch.status == "failed":  # nothing ran: every row is unfinished (sent again by the deadline policy)
             reason = "; ".join(e.message or "" for e in (batch.errors.data or [])) if batch.errors else ""
             answered = {o.custom_id for o in outcomes}
@@ -191,7 +191,15 @@ class OpenAIBatches:
             ]
         return [o for o in outcomes if o.custom_id in requests]
 
-    def _line(self, line: dict[str, Any], requests: dict[str, ChatRequest]) -> RowOutcome:
+    def _line(self, text: str, requests: dict[str, ChatRequest]) -> RowOutcome | None:
+        """One output or error file line as a row's outcome; None for a line that is not a JSON object (the row
+        it was for, if any, stays unanswered and is sent again by the deadline policy)."""
+        try:
+            line = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(line, dict):
+            return None
         cid = str(line.get("custom_id"))
         error, response = line.get("error"), line.get("response")
         if error:  # the row never ran: batch_expired, batch_cancelled

@@ -11,6 +11,7 @@ the endpoint's normal model stack (`on_deadline="direct"`) or leaves them as a c
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -101,6 +102,14 @@ def _chunks(sizes: Sequence[int], max_rows: int, max_bytes: int) -> list[int]:
     return out
 
 
+def job_key(endpoint: str, requests: Sequence[ChatRequest], tag: str | None) -> str:
+    """What identifies the same work: the endpoint, the tag and every request, in order."""
+    digest = hashlib.sha256(f"{endpoint}\0{tag or ''}".encode())
+    for request in requests:
+        digest.update(b"\0" + request.model_dump_json().encode())
+    return digest.hexdigest()
+
+
 def batch_price(registry: Any, endpoint: str) -> tuple[Price, Price]:
     """(batch price, interactive price) of an endpoint: the configured batch price, else half the interactive."""
     config = registry.config_for(endpoint)
@@ -137,12 +146,15 @@ class BatchJobs:
         on_deadline: OnDeadline = "direct",
         chunk_size: int | None = None,
         max_cost_usd: float | None = None,
+        reuse: bool = False,
     ) -> str:
         """Store a job (nothing is sent yet) and reserve its worst-case batch cost; returns its id.
 
         `deadline_s`: seconds from now after which the rows left go `on_deadline`. `max_cost_usd` caps this
-        job alone. Raises `BudgetExceededError` when the job does not fit a budget, a `UserError` when the
-        endpoint's provider has no batch API."""
+        job alone. With `reuse`, the same rows for the same endpoint submitted before give that job's id (run it
+        to resume it or read it) instead of a new job: re-running a query after a crash sends nothing twice.
+        Raises `BudgetExceededError` when the job does not fit a budget, a `UserError` when the endpoint's
+        provider has no batch API."""
         if on_deadline not in ("direct", "partial"):
             raise UserError(f"on_deadline must be 'direct' or 'partial', not {on_deadline!r}")
         if not requests:
@@ -156,6 +168,10 @@ class BatchJobs:
                 raise UserError(f"chunk_size must be between 1 and {provider.max_rows} for {provider.name}")
             config = registry.config_for(name)
             rows = [r if isinstance(r, ChatRequest) else ChatRequest.from_prompt(r) for r in requests]
+            key = job_key(name, rows, tag) if reuse else None
+            earlier = self.store.by_key(key) if key else None
+            if earlier is not None:
+                return earlier
             for i, request in enumerate(rows):
                 if not request.prompt_text().strip():
                     raise UserError(f"row {i + 1} of the batch job has an empty prompt. Fix: drop it or give it text")
@@ -192,7 +208,9 @@ class BatchJobs:
             )
             try:
                 self.store.create(
-                    record, [(f"{job_id}-{c}-{i}", c, d) for i, (c, d) in enumerate(zip(chunks, dumped, strict=True))]
+                    record,
+                    [(f"{job_id}-{c}-{i}", c, d) for i, (c, d) in enumerate(zip(chunks, dumped, strict=True))],
+                    key=key,
                 )
             except BaseException:
                 if reservation:  # nothing was stored: hold nothing either

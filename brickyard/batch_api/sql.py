@@ -73,7 +73,10 @@ async def batch_query(
         return Outcome(values, errors)
     requests = [ChatRequest.from_prompt(p, json_schema=schema, tag=tag, **options) for _, p in live]
     jobs = BatchJobs(workspace, poll_s=poll_s)
-    job_id = await jobs.submit(endpoint, requests, tag=tag, deadline_s=float(deadline) if deadline else None)
+    # the same rows again (a query re-run after a crash or Ctrl-C) resume or read the job already submitted
+    job_id = await jobs.submit(
+        endpoint, requests, tag=tag, deadline_s=float(deadline) if deadline else None, reuse=True
+    )
     await jobs.run(job_id)
     for (index, _), row in zip(live, jobs.results(job_id), strict=True):
         if row.state != "ok":

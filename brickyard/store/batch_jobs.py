@@ -27,8 +27,9 @@ CREATE TABLE IF NOT EXISTS batch_jobs (
     created REAL NOT NULL, deadline REAL, on_deadline TEXT NOT NULL, status TEXT NOT NULL, tag TEXT,
     price_input_per_1m REAL NOT NULL, price_output_per_1m REAL NOT NULL,
     reservation TEXT, reserved_usd REAL NOT NULL DEFAULT 0, settled INTEGER NOT NULL DEFAULT 0, note TEXT,
-    runner TEXT, runner_pid INTEGER, runner_host TEXT, runner_until REAL
+    runner TEXT, runner_pid INTEGER, runner_host TEXT, runner_until REAL, job_key TEXT
 );
+CREATE INDEX IF NOT EXISTS batch_jobs_key ON batch_jobs (job_key, created);
 CREATE TABLE IF NOT EXISTS batch_chunks (
     job_id TEXT NOT NULL, chunk INTEGER NOT NULL, state TEXT NOT NULL, provider_batch_id TEXT,
     submitting_at REAL, provider_status TEXT, PRIMARY KEY (job_id, chunk)
@@ -135,8 +136,11 @@ class BatchJobStore:
             self._db.executescript(_SCHEMA)
 
     # -- writes ---------------------------------------------------------------------------------------
-    def create(self, job: JobRecord, rows: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
-        """Store a new job with its rows: (custom_id, chunk, request as JSON-able dict) in row order."""
+    def create(
+        self, job: JobRecord, rows: Sequence[tuple[str, int, dict[str, Any]]], *, key: str | None = None
+    ) -> None:
+        """Store a new job with its rows: (custom_id, chunk, request as JSON-able dict) in row order. `key`
+        identifies the same work submitted again (see `by_key`)."""
         chunks = sorted({chunk for _, chunk, _ in rows})
 
         def write() -> None:
@@ -146,6 +150,8 @@ class BatchJobStore:
                 "INSERT INTO batch_chunks (job_id, chunk, state) VALUES (?, ?, 'new')",
                 [(job.job_id, c) for c in chunks],
             )
+            if key is not None:
+                db.execute("UPDATE batch_jobs SET job_key = ? WHERE job_id = ?", (key, job.job_id))
             db.executemany(
                 "INSERT INTO batch_rows (job_id, row, chunk, custom_id, request, state) VALUES (?, ?, ?, ?, ?, ?)",
                 [
@@ -271,6 +277,11 @@ class BatchJobStore:
             known = ", ".join(j.job_id for j in self.jobs()[:5]) or "none"
             raise UserError(f"no batch job `{job_id}`. Fix: use an id from `brickyard batch list` (recent: {known})")
         return _job(row[0])
+
+    def by_key(self, key: str) -> str | None:
+        """The newest job stored with `key`, if any."""
+        rows = self._fetch("SELECT job_id FROM batch_jobs WHERE job_key = ? ORDER BY created DESC LIMIT 1", (key,))
+        return str(rows[0][0]) if rows else None
 
     def jobs(self) -> list[JobRecord]:
         return [_job(r) for r in self._fetch(f"SELECT {_JOB_COLUMNS} FROM batch_jobs ORDER BY created DESC", ())]

@@ -17,6 +17,8 @@ Faults for whole batches, settable while running:
   (OpenAI error file) or ``expired`` results (Anthropic).
 - ``fail_validation``: OpenAI batches are created ``failed`` (no output), Anthropic batches answer 400.
 - ``fail_reads``: the next N status reads of a batch answer 503 (a transient provider error).
+- ``hostile_output``: OpenAI output files drop their first row, repeat a row (with another answer's text), carry
+  a line for a custom_id that was never sent, and end with a torn line and a line that is not an object.
 
 ``sent`` counts every ``custom_id`` received in a batch (to prove no row was sent twice); ``created`` lists the
 batch ids in creation order.
@@ -81,6 +83,7 @@ class FakeBatches:
         self.expire_after: int | None = None
         self.fail_validation = False
         self.fail_reads = 0
+        self.hostile_output = False
 
     # -- routing ------------------------------------------------------------------------------------
     def handles(self, route: str) -> bool:
@@ -396,8 +399,15 @@ class FakeBatches:
                      "error": {"code": code, "message": message}}
                     for r in rest
                 ]  # fmt: skip
+            if self.hostile_output and lines_out:  # a repeated line, a foreign custom_id, a torn line; one row lost
+                tampered = json.loads(json.dumps(lines_out[1]))
+                tampered["response"]["body"]["choices"][0]["message"]["content"] = "tampered"
+                lines_out = [*lines_out[1:], tampered, {**lines_out[2], "custom_id": "someone-else"}]
             if lines_out:
                 batch.output_file_id = self._store_file(lines_out)
+                if self.hostile_output:
+                    self.files[batch.output_file_id] += b'{"custom_id": "torn'
+                    self.files[batch.output_file_id] += b"\n[1, 2]\n"
             if lines_err:
                 batch.error_file_id = self._store_file(lines_err)
 
