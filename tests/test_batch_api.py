@@ -159,6 +159,18 @@ async def test_structured_output_rows_come_back_parsed(ws: Workspace, up: FakeUp
     assert [r.json for r in jobs.results(job)] == [{"echo": f"item {i}"} for i in range(30)]
 
 
+async def test_partial_results_are_readable_while_the_job_runs(ws: Workspace, up: FakeUpstream) -> None:
+    up.batches.rows_per_poll = 60  # chunk 0 (100 rows) needs two status reads, chunk 1 (50 rows) one
+    jobs = BatchJobs(ws, poll_s=0.01)
+    job = await jobs.submit("gpt", prompts(150), chunk_size=100)
+    status = await jobs.run(job, wait=False)
+    assert status.status == "running" and status.counts == {"pending": 100, "ok": 50, "error": 0, "unfinished": 0}
+    results = jobs.results(job)
+    assert [r.state for r in results] == ["pending"] * 100 + ["ok"] * 50
+    assert all(r.text is None and r.error is None for r in results[:100])
+    assert (await jobs.run(job)).status == "done" and set(up.batches.sent.values()) == {1}
+
+
 # -- crashes and resume --------------------------------------------------------------------------------------
 
 
@@ -417,7 +429,27 @@ def test_endpoints_without_a_batch_api_get_a_clear_error(ws: Workspace) -> None:
         asyncio.run(jobs.submit("compat", ["hi"]))
     with pytest.raises(UserError, match="empty prompt"):
         asyncio.run(jobs.submit("gpt", ["ok", "   "]))
+    for bad in ({"deadline_s": 0}, {"deadline_s": float("nan")}, {"max_cost_usd": -1.0}, {"on_deadline": "later"}):
+        with pytest.raises(UserError, match=next(iter(bad))):
+            asyncio.run(jobs.submit("gpt", ["ok"], **bad))
+    with pytest.raises(UserError, match="at least one row"):
+        asyncio.run(jobs.submit("gpt", []))
     assert ws.batch_jobs.jobs() == []
+
+
+def test_the_fake_batch_apis_refuse_what_the_real_ones_refuse(up: FakeUpstream) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=up.base_url, api_key="sk-test-1234", max_retries=0)
+    with pytest.raises(openai.BadRequestError, match="purpose"):
+        client.files.create(file=("a.jsonl", b"{}\n"), purpose="fine-tune")
+    uploaded = client.files.create(file=("a.jsonl", b""), purpose="batch")
+    with pytest.raises(openai.BadRequestError, match="completion_window"):
+        client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="1h")  # type: ignore[arg-type]
+    with pytest.raises(openai.BadRequestError, match="No such File"):
+        client.batches.create(input_file_id="file-nope", endpoint="/v1/chat/completions", completion_window="24h")
+    with pytest.raises(openai.NotFoundError):
+        client.batches.retrieve("batch_nope")
 
 
 async def test_keys_never_reach_stored_state_or_errors(ws: Workspace, up: FakeUpstream) -> None:

@@ -159,6 +159,10 @@ class BatchJobs:
             raise UserError(f"on_deadline must be 'direct' or 'partial', not {on_deadline!r}")
         if not requests:
             raise UserError("a batch job needs at least one row. Fix: pass some requests")
+        if deadline_s is not None and not deadline_s > 0:
+            raise UserError(f"deadline_s must be a positive number of seconds, not {deadline_s!r}")
+        if max_cost_usd is not None and not max_cost_usd > 0:
+            raise UserError(f"max_cost_usd must be a positive amount, not {max_cost_usd!r}")
         registry = self.ws.registry
         name = registry.canonical(endpoint)
         provider = provider_for(registry, name)  # refuses endpoints without a batch API, before anything is stored
