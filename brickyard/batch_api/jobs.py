@@ -20,7 +20,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from brickyard._errors import BudgetExceededError, RateLimitedError, ServerError, UpstreamTimeoutError, UserError
+from brickyard._errors import (
+    BrickyardError,
+    BudgetExceededError,
+    RateLimitedError,
+    ServerError,
+    UpstreamTimeoutError,
+    UserError,
+)
 from brickyard.batch import run_batch
 from brickyard.batch_api._providers import BatchProvider, provider_for, result_dict
 from brickyard.models._types import ChatRequest
@@ -41,7 +48,9 @@ BATCH_DISCOUNT = 0.5
 ANTHROPIC_DEFAULT_MAX_TOKENS = 1024
 JOB_RESERVATION_TTL_S = 25 * 3600.0
 """A job's budget hold outlives the provider's 24 h completion window."""
-CANCEL_WAIT_S = 60.0
+CANCEL_WAIT_S = 900.0
+"""After the deadline, how long to wait for cancelled provider batches to stop (OpenAI's `cancelling` takes up to
+10 minutes); rows still running there are never also sent directly. Past it the job stays `running`."""
 FIRST_POLL_S = 0.5
 LEASE_S = 120.0
 """A run holds its job this long past its last renewal (renewed every quarter of it while it runs)."""
@@ -423,7 +432,10 @@ class BatchJobs:
                     [RowOutcome(r.custom_id, "unfinished", error="not sent before the deadline") for r in rows],
                 )
             elif chunk.state == "submitted" and chunk.provider_batch_id:
-                await provider.cancel(chunk.provider_batch_id)
+                try:
+                    await provider.cancel(chunk.provider_batch_id)
+                except BrickyardError as exc:  # e.g. it ended meanwhile, or a resumed run cancels it again
+                    log.warning("batch job %s: cancelling %s failed (%s)", job.job_id, chunk.provider_batch_id, exc)
         give_up = time.monotonic() + CANCEL_WAIT_S
         while time.monotonic() < give_up:  # a row still running at the provider must not also be sent directly
             await self._collect(job, provider)
