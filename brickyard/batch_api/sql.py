@@ -14,7 +14,7 @@ from brickyard._errors import InvalidRequestError
 from brickyard.batch_api.jobs import BatchJobs
 from brickyard.functions._rows import Outcome, is_null
 from brickyard.functions.query import model_options
-from brickyard.functions.schema import parse_response_format
+from brickyard.functions.schema import conformance_error, parse_response_format
 from brickyard.models._types import ChatRequest
 from brickyard.workspace import Workspace
 
@@ -82,7 +82,11 @@ async def batch_query(
         if row.state != "ok":
             errors[index] = f"ai_query: {row.error or 'no answer'} (batch job {job_id})"
         elif schema is not None:
-            values[index] = json.dumps(row.json, ensure_ascii=False)
+            problem = conformance_error(schema, row.json)  # as the interactive path: that row's error
+            if problem:
+                errors[index] = f"ai_query: {problem} (batch job {job_id})"
+            else:
+                values[index] = json.dumps(row.json, ensure_ascii=False)
         else:
             values[index] = row.text
     return Outcome(values, errors)
