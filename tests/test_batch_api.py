@@ -378,6 +378,37 @@ async def test_a_hostile_output_file_loses_no_row_and_overwrites_no_answer(ws: W
     assert len(batch_usage(ws)) == 49  # the repeated and the foreign lines are not metered
 
 
+async def test_an_unreadable_output_file_is_not_a_reason_to_send_the_rows_to_the_batch_api_again(
+    ws: Workspace, up: FakeUpstream
+) -> None:
+    up.batches.garble_output = True
+    jobs = BatchJobs(ws, poll_s=0.01)
+    rows = prompts(40)
+    job = await jobs.submit("gpt", rows)
+    status = await jobs.run(job)
+    assert status.status == "done" and {r.via for r in jobs.results(job)} == {"direct"}
+    assert len(up.batches.created) == 1 and set(up.batches.sent.values()) == {1}
+    assert sorted(direct_bodies(up)) == sorted(rows)
+
+
+async def test_an_anthropic_batch_adopted_on_resume_that_was_not_ours_is_dropped(
+    ws: Workspace, up: FakeUpstream
+) -> None:
+    import anthropic
+
+    jobs = BatchJobs(ws, poll_s=0.01)
+    job = await jobs.submit("claude", prompts(30))
+    ws.batch_jobs.mark_submitting(job, 0)  # a crash right after this, before the provider heard of the chunk
+    foreign = anthropic.Anthropic(base_url=f"http://127.0.0.1:{up.port}", api_key="sk-ant-other", max_retries=0)
+    params = {"model": "claude-fake", "max_tokens": 5, "messages": [{"role": "user", "content": "theirs"}]}
+    theirs = foreign.messages.batches.create(requests=[{"custom_id": f"t{i}", "params": params} for i in range(30)])
+    status = await jobs.run(job)  # adopts the same-size batch created since, then sees it is not this chunk's
+    assert status.status == "done" and {r.via for r in jobs.results(job)} == {"batch"}
+    assert [r.text for r in jobs.results(job)] == [f"echo: {p}" for p in prompts(30)]
+    assert len(up.batches.created) == 2 and set(up.batches.sent.values()) == {1}
+    assert [c[2] for c in status.chunks] != [theirs.id]
+
+
 # -- budgets -------------------------------------------------------------------------------------------------
 
 

@@ -332,7 +332,7 @@ class BatchJobs:
                 job.job_id, chunk.chunk, size, chunk.submitting_at or job.created, self.store.known_provider_batches()
             )
             if found is not None:
-                self.store.mark_submitted(job.job_id, chunk.chunk, found, "reconciled")
+                self.store.mark_submitted(job.job_id, chunk.chunk, found, "reconciled", state="adopted")
                 self._event("reconciled", job=job.job_id, chunk=chunk.chunk, provider_batch_id=found)
             else:
                 self.store.mark_chunk(job.job_id, chunk.chunk, "new")
@@ -357,22 +357,25 @@ class BatchJobs:
 
     async def _collect(self, job: JobRecord, provider: BatchProvider) -> None:
         for chunk in self.store.chunks(job.job_id):
-            if chunk.state != "submitted" or chunk.provider_batch_id is None:
+            if chunk.state not in ("submitted", "adopted") or chunk.provider_batch_id is None:
                 continue
             poll = await provider.poll(chunk.provider_batch_id)
             if not poll.ended:
-                self.store.mark_chunk(job.job_id, chunk.chunk, "submitted", poll.status)
+                self.store.mark_chunk(job.job_id, chunk.chunk, chunk.state, poll.status)
                 continue
-            await self._read_chunk(job, provider, chunk.chunk, chunk.provider_batch_id, poll.status)
+            adopted = chunk.state == "adopted"
+            await self._read_chunk(job, provider, chunk.chunk, chunk.provider_batch_id, poll.status, adopted=adopted)
 
     async def _read_chunk(
-        self, job: JobRecord, provider: BatchProvider, chunk: int, batch_id: str, status: str
+        self, job: JobRecord, provider: BatchProvider, chunk: int, batch_id: str, status: str, *, adopted: bool
     ) -> None:
+        """Store a finished provider batch's rows. A batch adopted on resume whose results name none of the chunk's
+        custom_ids was another batch (Anthropic's are matched by time and size): the chunk is sent again. Our own
+        batch with an unreadable output leaves its rows unfinished instead (never sent to the batch API twice)."""
         rows = self.store.rows(job.job_id, chunk=chunk)
         requests = {r.custom_id: ChatRequest.model_validate_json(r.request_json) for r in rows}
         outcomes = await provider.results(batch_id, requests)
-        if not outcomes and status in ("completed", "ended"):
-            # an adopted batch that was not ours (no custom_id of this chunk): send the chunk again
+        if not outcomes and adopted:
             self.store.mark_chunk(job.job_id, chunk, "new", f"{status}; not this chunk's batch")
             return
         price = Price(job.price_input_per_1m, job.price_output_per_1m)
@@ -431,7 +434,7 @@ class BatchJobs:
                     job.job_id,
                     [RowOutcome(r.custom_id, "unfinished", error="not sent before the deadline") for r in rows],
                 )
-            elif chunk.state == "submitted" and chunk.provider_batch_id:
+            elif chunk.state in ("submitted", "adopted") and chunk.provider_batch_id:
                 try:
                     await provider.cancel(chunk.provider_batch_id)
                 except BrickyardError as exc:  # e.g. it ended meanwhile, or a resumed run cancels it again

@@ -75,7 +75,8 @@ class ChunkRecord:
     job_id: str
     chunk: int
     state: str
-    """`new`, `submitting` (the provider may or may not have it), `submitted`, `collected`."""
+    """`new`, `submitting` (the provider may or may not have it), `submitted` or `adopted` (found on resume),
+    `collected`."""
     provider_batch_id: str | None
     submitting_at: float | None
     provider_status: str | None
@@ -216,12 +217,15 @@ class BatchJobStore:
             )
         )
 
-    def mark_submitted(self, job_id: str, chunk: int, provider_batch_id: str, provider_status: str) -> None:
+    def mark_submitted(
+        self, job_id: str, chunk: int, provider_batch_id: str, provider_status: str, *, state: str = "submitted"
+    ) -> None:
+        """The provider has the chunk's batch: `submitted` by this run, or `adopted` when found on resume."""
         self._transaction(
             lambda: self._db.execute(
-                "UPDATE batch_chunks SET state = 'submitted', provider_batch_id = ?, provider_status = ?"
+                "UPDATE batch_chunks SET state = ?, provider_batch_id = ?, provider_status = ?"
                 " WHERE job_id = ? AND chunk = ?",
-                (provider_batch_id, provider_status, job_id, chunk),
+                (state, provider_batch_id, provider_status, job_id, chunk),
             )
         )
 

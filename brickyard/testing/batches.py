@@ -19,6 +19,7 @@ Faults for whole batches, settable while running:
 - ``fail_reads``: the next N status reads of a batch answer 503 (a transient provider error).
 - ``hostile_output``: OpenAI output files drop their first row, repeat a row (with another answer's text), carry
   a line for a custom_id that was never sent, and end with a torn line and a line that is not an object.
+- ``garble_output``: OpenAI output files hold no JSON at all.
 
 ``sent`` counts every ``custom_id`` received in a batch (to prove no row was sent twice); ``created`` lists the
 batch ids in creation order.
@@ -84,6 +85,7 @@ class FakeBatches:
         self.fail_validation = False
         self.fail_reads = 0
         self.hostile_output = False
+        self.garble_output = False
 
     # -- routing ------------------------------------------------------------------------------------
     def handles(self, route: str) -> bool:
@@ -405,6 +407,8 @@ class FakeBatches:
                 lines_out = [*lines_out[1:], tampered, {**lines_out[2], "custom_id": "someone-else"}]
             if lines_out:
                 batch.output_file_id = self._store_file(lines_out)
+                if self.garble_output:
+                    self.files[batch.output_file_id] = b"<html>502 Bad Gateway</html>\n"
                 if self.hostile_output:
                     self.files[batch.output_file_id] += b'{"custom_id": "torn'
                     self.files[batch.output_file_id] += b"\n[1, 2]\n"
