@@ -291,8 +291,9 @@ async def test_an_expired_batch_falls_back_to_direct_calls_for_the_rows_left(
     assert [r.text for r in results] == [f"echo: {p}" for p in rows]
     assert [r.via for r in results] == ["batch"] * 120 + ["direct"] * 280
     assert set(up.batches.sent.values()) == {1}
-    if endpoint == "gpt":  # the direct calls reached the upstream once each, for the expired rows only
-        assert sorted(direct_bodies(up)) == sorted(rows[120:])
+    # the direct calls reached the upstream once each, for the expired rows only
+    sent_directly = direct_bodies(up) if endpoint == "gpt" else up.batches.direct_messages
+    assert sorted(sent_directly) == sorted(rows[120:])
     batch_records = batch_usage(ws)
     direct = [u for u in ws.store.usage() if not u.extra.get("batch")]
     assert len(batch_records) == 120 and len(direct) == 280  # direct calls metered by the normal stack
@@ -320,20 +321,24 @@ async def test_a_failed_batch_sends_its_rows_directly(ws: Workspace, up: FakeUps
     assert len(direct_bodies(up)) == 50
 
 
-async def test_the_deadline_cancels_the_batch_and_sends_the_rest_directly_once(ws: Workspace, up: FakeUpstream) -> None:
+@pytest.mark.parametrize(("endpoint", "cancelled"), [("gpt", "cancelled"), ("claude", "ended")])
+async def test_the_deadline_cancels_the_batch_and_sends_the_rest_directly_once(
+    ws: Workspace, up: FakeUpstream, endpoint: str, cancelled: str
+) -> None:
     up.batches.rows_per_poll = 40  # a slow provider: 40 rows per status read
     jobs = BatchJobs(ws, poll_s=0.05)
     rows = prompts(1_000)
-    job = await jobs.submit("gpt", rows, deadline_s=0.4)
+    job = await jobs.submit(endpoint, rows, deadline_s=0.4)
     status = await jobs.run(job)
     results = jobs.results(job)
     by_batch = [r for r in results if r.via == "batch"]
     by_direct = [r for r in results if r.via == "direct"]
     assert status.status == "done" and len(by_batch) + len(by_direct) == 1_000
     assert 0 < len(by_batch) < 1_000
-    assert [c[3] for c in status.chunks] == ["cancelled"]
+    assert [c[3] for c in status.chunks] == [cancelled]
     # a row answered by the batch was not also sent directly, and every row has its own answer
-    assert sorted(direct_bodies(up)) == sorted(rows[r.row] for r in by_direct)
+    sent_directly = direct_bodies(up) if endpoint == "gpt" else up.batches.direct_messages
+    assert sorted(sent_directly) == sorted(rows[r.row] for r in by_direct)
     assert [r.text for r in results] == [f"echo: {p}" for p in rows]
 
 

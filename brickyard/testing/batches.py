@@ -86,6 +86,8 @@ class FakeBatches:
         self.fail_reads = 0
         self.hostile_output = False
         self.garble_output = False
+        self.direct_messages: list[str] = []
+        """The last user text of every direct `POST /v1/messages` (Anthropic's interactive calls)."""
 
     # -- routing ------------------------------------------------------------------------------------
     def handles(self, route: str) -> bool:
@@ -313,7 +315,12 @@ class FakeBatches:
 
         if not (headers.get("x-api-key") or headers.get("authorization")):
             return _Reply(401, {"type": "error", "error": {"type": "authentication_error", "message": "no key"}})
-        ok, body = self._message(json.loads(raw))
+        params = json.loads(raw)
+        from brickyard.testing.upstream import _last_user_text
+
+        with self._lock:
+            self.direct_messages.append(_last_user_text(params.get("messages") or []))
+        ok, body = self._message(params)
         if ok:
             return _Reply(200, body)
         return _Reply(400, {"type": "error", "error": body})
