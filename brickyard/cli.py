@@ -257,7 +257,7 @@ def sql(
     max_cost: Annotated[float | None, typer.Option(help="stop the query before it spends more USD than this")] = None,
     max_rows: Annotated[int, typer.Option(help="rows shown on the terminal")] = 50,
     batch: Annotated[
-        bool, typer.Option(help="send ai_query rows through the provider's batch API (half price, slower)")
+        bool, typer.Option(help="send AI function rows through the provider's batch API (half price, slower)")
     ] = False,
     explain: Annotated[
         bool, typer.Option(help="print how each statement will run (the AI-aware rewrites); run nothing")

@@ -539,6 +539,43 @@ def test_sql_ai_query_with_batch_goes_through_a_batch_job(ws: Workspace, up: Fak
     assert len(batch_usage(ws)) == 300 and {u.tag for u in batch_usage(ws)} == {"sql"}
 
 
+def test_sql_batch_mode_sends_every_ai_function_through_batch_jobs_with_the_interactive_answers(
+    tmp_path: Path, up: FakeUpstream
+) -> None:
+    """`brickyard sql --batch` (the binding's `batch`): the same statement answers the same as interactively."""
+    from brickyard.sql.duckdb import connect
+
+    query = (
+        "SELECT txt, ai_summarize(txt, 10, endpoint => 'gpt') AS s, ai_translate(txt, 'fr', endpoint => 'gpt') AS t,"
+        " ai_query('gpt', txt) AS q FROM t ORDER BY txt"
+    )
+    answers = {}
+    for mode in ("interactive", "batch"):
+        ws = make_ws(tmp_path / mode, up)
+        with connect(ws, database=":memory:") as con:
+            con.brickyard.batch = mode == "batch"
+            con.execute("CREATE TABLE t AS SELECT 'note ' || i AS txt FROM range(60) r(i)")
+            answers[mode] = con.execute(query).fetchall()
+        if mode == "interactive":
+            assert len(direct_bodies(up)) == 180 and up.batches.sent == {}
+            up.reset()
+        else:
+            assert direct_bodies(up) == [] and len(up.batches.created) == 3 and len(up.batches.sent) == 180
+            assert set(up.batches.sent.values()) == {1} and len(batch_usage(ws)) == 180
+    assert answers["batch"] == answers["interactive"] and all(all(row) for row in answers["batch"])
+
+
+def test_sql_batch_mode_respects_the_query_cost_cap_before_sending(ws: Workspace, up: FakeUpstream) -> None:
+    from brickyard.sql.duckdb import connect
+
+    with connect(ws, database=":memory:", max_cost_usd=0.001) as con:
+        con.brickyard.batch = True
+        con.execute("CREATE TABLE t AS SELECT 'note ' || i AS txt FROM range(50) r(i)")
+        with pytest.raises(Exception, match="max-cost") as caught:
+            con.execute("SELECT ai_summarize(txt, 10, endpoint => 'gpt') FROM t").fetchall()
+    assert "Fix:" in str(caught.value) and up.requests == 0 and up.batches.sent == {}
+
+
 def test_sql_rerun_after_a_crash_resumes_the_same_job(ws: Workspace, up: FakeUpstream) -> None:
     from brickyard.models._types import ChatRequest
     from brickyard.sql.duckdb import connect

@@ -31,7 +31,7 @@ from brickyard._errors import (
 from brickyard.batch import run_batch
 from brickyard.batch_api._providers import BatchProvider, provider_for, result_dict
 from brickyard.models._types import ChatRequest
-from brickyard.models.budget import UNKNOWN_OUTPUT_TOKENS, Price
+from brickyard.models.budget import UNKNOWN_OUTPUT_TOKENS, CostCap, Price
 from brickyard.models.calls import ChatCall
 from brickyard.store.base import Hold, UsageRecord
 from brickyard.store.batch_jobs import JobRecord, RowOutcome, RowRecord
@@ -90,6 +90,7 @@ class RowResult:
     state: str
     text: str | None
     json: Any
+    finish_reason: str | None
     error: str | None
     via: str | None
     input_tokens: int
@@ -156,12 +157,14 @@ class BatchJobs:
         chunk_size: int | None = None,
         max_cost_usd: float | None = None,
         reuse: bool = False,
+        cap: CostCap | None = None,
     ) -> str:
         """Store a job (nothing is sent yet) and reserve its worst-case batch cost; returns its id.
 
         `deadline_s`: seconds from now after which the rows left go `on_deadline`. `max_cost_usd` caps this
-        job alone. With `reuse`, the same rows for the same endpoint submitted before give that job's id (run it
-        to resume it or read it) instead of a new job: re-running a query after a crash sends nothing twice.
+        job alone; `cap` is a query's `--max-cost`, shared with its other calls. With `reuse`, the same rows
+        for the same endpoint submitted before give that job's id (run it to resume it or read it) instead of a
+        new job: re-running a query after a crash sends nothing twice.
         Raises `BudgetExceededError` when the job does not fit a budget, a `UserError` when the endpoint's
         provider has no batch API."""
         if on_deadline not in ("direct", "partial"):
@@ -201,7 +204,7 @@ class BatchJobs:
             worst = sum(price.estimate(ChatCall(r), r.max_tokens or default_out) for r in rows)
             dumped = [r.model_dump(mode="json") for r in rows]
             chunks = _chunks([len(json.dumps(d, ensure_ascii=False)) + 200 for d in dumped], size, provider.max_bytes)
-            reservation = self._reserve(name, rows[0], tag, job_id, worst, max_cost_usd)
+            reservation = self._reserve(name, rows[0], tag, job_id, worst, max_cost_usd, cap)
             record = JobRecord(
                 job_id=job_id,
                 endpoint=name,
@@ -234,16 +237,27 @@ class BatchJobs:
         return job_id
 
     def _reserve(
-        self, endpoint: str, sample: ChatRequest, tag: str | None, job_id: str, amount: float, cap: float | None
+        self,
+        endpoint: str,
+        sample: ChatRequest,
+        tag: str | None,
+        job_id: str,
+        amount: float,
+        max_cost_usd: float | None,
+        cap: CostCap | None,
     ) -> str | None:
         """Hold the job's worst case against every budget that applies; None when none does."""
         budgets = self.ws.registry.budgets.applying(endpoint, ChatCall(sample.model_copy(update={"tag": tag})))
         holds = [b.hold for b in budgets]
         labels = {b.hold: (b.label, b.window) for b in budgets}
-        if cap is not None:
-            hold = Hold(f"batch:{job_id}", cap, 0.0)
+        if max_cost_usd is not None:
+            hold = Hold(f"batch:{job_id}", max_cost_usd, 0.0)
             holds.append(hold)
             labels[hold] = (f"batch job {job_id} (max_cost_usd)", "job")
+        if cap is not None:
+            hold = Hold(cap.scope, cap.limit_usd, 0.0)
+            holds.append(hold)
+            labels[hold] = ("this query (--max-cost)", "job")
         if not holds:
             return None
         got = self.ws.store.reserve(holds, amount, ttl_s=JOB_RESERVATION_TTL_S)
@@ -521,6 +535,7 @@ class BatchJobs:
                 state=r.state,
                 text=(r.result or {}).get("text"),
                 json=(r.result or {}).get("json"),
+                finish_reason=(r.result or {}).get("finish_reason"),
                 error=r.error,
                 via=r.via,
                 input_tokens=r.input_tokens,

@@ -16,6 +16,7 @@ from brickyard.functions._rows import Outcome, is_null
 from brickyard.functions.query import model_options
 from brickyard.functions.schema import conformance_error, parse_response_format
 from brickyard.models._types import ChatRequest
+from brickyard.models.budget import CostCap
 from brickyard.workspace import Workspace
 
 BATCH_KEYS = ("batch", "batch_deadline_s")
@@ -58,6 +59,7 @@ async def batch_query(
     *,
     tag: str = "sql",
     poll_s: float = 30.0,
+    cap: CostCap | None = None,
 ) -> Outcome[str]:
     """`ai_query` over `prompts` through one batch job: the answer (or JSON text) per row, errors per row."""
     params = _parameters(model_parameters)
@@ -75,7 +77,7 @@ async def batch_query(
     jobs = BatchJobs(workspace, poll_s=poll_s)
     # the same rows again (a query re-run after a crash or Ctrl-C) resume or read the job already submitted
     job_id = await jobs.submit(
-        endpoint, requests, tag=tag, deadline_s=float(deadline) if deadline else None, reuse=True
+        endpoint, requests, tag=tag, deadline_s=float(deadline) if deadline else None, reuse=True, cap=cap
     )
     await jobs.run(job_id)
     for (index, _), row in zip(live, jobs.results(job_id), strict=True):

@@ -17,6 +17,7 @@ from typing import Any
 
 from brickyard._errors import AIFunctionError, BrickyardError, InvalidRequestError
 from brickyard.batch import BatchEstimate, estimate_batch
+from brickyard.batch_api.model import BatchJobModel
 from brickyard.batch_api.sql import batch_query, wants_batch, without_batch
 from brickyard.functions import (
     Outcome,
@@ -152,6 +153,8 @@ class FunctionBinding:
                 model = self.cap.bind(model, self.workspace.store)
             if model.supports_embeddings:
                 model = MemoizedEmbeddings(model, self.memo)
+            if self.batch and not self.dry_run:  # `brickyard sql --batch`: row lists become provider batch jobs
+                model = BatchJobModel(model, self.workspace, name, cap=self.cap)
             self._models[name] = model
         return self._models[name]
 
@@ -241,7 +244,8 @@ class FunctionBinding:
             if is_null(endpoint) or not str(endpoint).strip():
                 raise InvalidRequestError("the endpoint is NULL or empty. Fix: name an endpoint from brickyard.toml")
             if not self.dry_run and (self.batch or wants_batch(params)):  # a provider batch job (batch_api)
-                return self._run(batch_query(self.workspace, endpoint, [requests[i] for i in idx], params, fmt))
+                rows = [requests[i] for i in idx]
+                return self._run(batch_query(self.workspace, endpoint, rows, params, fmt, cap=self.cap))
             params = without_batch(params)
             return self._run(
                 query(
