@@ -21,7 +21,7 @@ from brickyard.cli import app
 from brickyard.config import EndpointConfig
 from brickyard.sql.declarations import FUNCTIONS, compatibility_table, macros_sql, public_message
 from brickyard.sql.duckdb import connect
-from brickyard.testing.deterministic import answer
+from brickyard.testing.deterministic import answer, content_of
 
 ROWS = 2000
 
@@ -186,6 +186,7 @@ def test_every_function_takes_an_endpoint(con: Any, counting: Counting) -> None:
         "ai_analyze_sentiment": "ai_analyze_sentiment(txt, endpoint => 'other')",
         "ai_filter": "ai_filter('is great', txt, endpoint => 'other')",
         "ai_agg": "ai_agg(list(txt), 'summarise', endpoint => 'other')",
+        "ai_match": "ai_match(txt, ['is great', 'is dull'], endpoint => 'other')",
     }
     chat_functions = {f.name for f in FUNCTIONS} - {"ai_similarity", "ai_embed"}
     assert set(calls) == chat_functions  # a new function must be added here
@@ -283,3 +284,97 @@ def test_a_statement_inside_a_transaction_sees_its_own_rows(con: Any) -> None:
     rows = con.execute("SELECT id FROM reviews WHERE ai_filter('is great', txt) OR true LIMIT 5").fetchall()
     con.execute("ROLLBACK")
     assert rows == [(1,)]
+
+
+def test_semantic_join_asks_once_per_row_with_every_predicate(con: Any, counting: Counting) -> None:
+    query = "SELECT r.id, t.tid FROM reviews r JOIN topics t ON ai_filter('is about ' || t.name, r.txt) WHERE r.id < 50"
+    plan = con.plan(query)
+    assert plan.rewritten and "ai_match" in plan.sql and "20 predicates" in plan.notes[0]
+    con.planner.release()
+    rows = con.sql(query).fetchall()
+    assert len(counting.requests) == 50  # one multi-label request per review, not 50 × 20 pairs
+    asked = counting.requests[0]
+    assert "is about topic 0" in json.dumps(asked.json_schema) and "is about topic 19" in json.dumps(asked.json_schema)
+    for review, topic in rows:  # every joined pair is one the model chose for that review
+        (chosen,) = con.duckdb.execute(
+            "SELECT ai_match(txt, ?) FROM reviews WHERE id = ?",
+            [json.dumps(sorted(f"is about topic {i}" for i in range(20))), review],  # as the planner lists them
+        ).fetchone()
+        assert f"is about topic {topic}" in chosen
+    con.execute("CREATE TABLE many AS SELECT 'topic ' || i AS name FROM range(100) r(i)")
+    wide = con.plan("SELECT r.id FROM reviews r JOIN many m ON ai_filter('is about ' || m.name, r.txt)")
+    assert not wide.rewritten and "more than 64 predicates" in wide.notes[0]
+
+
+def test_semantic_join_on_the_embedded_default_changes_the_cost_not_the_answer(tmp_path: Path) -> None:
+    """On the small local models ai_match judges each predicate as ai_filter does: the same pairs, fewer rows."""
+    ws = Workspace.init(tmp_path / "ws")
+    with connect(ws) as con:
+        con.execute(
+            "CREATE TABLE r AS SELECT * FROM (VALUES (1, 'A moving drama about a family in Paris.'), "
+            "(2, 'A goofy comedy with talking animals.'), (3, 'A tense thriller set on a submarine.'), "
+            "(4, 'A romantic comedy in New York.')) t(id, txt)"
+        )
+        con.execute("CREATE TABLE g AS SELECT * FROM (VALUES ('comedy'), ('thriller'), ('drama')) t(genre)")
+        query = "SELECT r.id, g.genre FROM r JOIN g ON ai_filter('is a ' || g.genre, r.txt) ORDER BY 1, 2"
+        memo = con.brickyard.memo
+        before = memo.computed
+        rewritten = con.sql(query).fetchall()
+        one_per_row = memo.computed - before
+        con.brickyard.begin_statement()
+        before = memo.computed
+        pairwise = con.duckdb.execute(query).fetchall()
+        per_pair = memo.computed - before
+    assert rewritten == pairwise and rewritten  # identical verdicts
+    assert (one_per_row, per_pair) == (4, 12)
+
+
+async def test_match_on_the_embedding_mechanism_keeps_the_predicates_a_text_stands_out_for() -> None:
+    from brickyard.functions import match
+
+    topics = [f"topic{i}" for i in range(10)]
+
+    def vector(text: str) -> list[float]:  # each topic its own direction; a text leans to the topics it names
+        return [1.0 if t in text else 0.05 for t in topics]
+
+    local = FakeModel(["unused"])
+    local.supports_grammar = True  # as llama.cpp: the embedding mechanism applies
+    embedder = FunctionModel(lambda r: "unused", embed_fn=vector)
+    claims = [f"is about {t}" for t in topics]
+    outcome = await match(["a text on topic3", "nothing in particular", None], claims, local, embedder=embedder)
+    assert outcome.values == [["is about topic3"], [], None] and local.calls == []
+    with pytest.raises(Exception, match="predicates is empty"):
+        await match(["x"], [], local, embedder=embedder)
+
+
+def test_several_ai_predicates_run_cheapest_and_most_selective_first(con: Any) -> None:
+    import time as clock
+
+    slow, fast = Counting(), Counting()
+
+    def slow_model(request: ChatRequest) -> Any:
+        clock.sleep(0.003)
+        return slow(request)
+
+    def fast_model(request: ChatRequest) -> Any:  # passes about one row in ten, at once
+        fast.requests.append(request)
+        number = int(content_of(request).split()[1])
+        return {"label": "true" if number % 10 == 7 else "false"}
+
+    _register(con, "slow", FunctionModel(slow_model, name="function:slow"))
+    _register(con, "fast", FunctionModel(fast_model, name="function:fast"))
+    query = (
+        "SELECT id FROM reviews WHERE ai_filter('a', txt, endpoint => 'slow') AND id < 300 "
+        "AND ai_filter('b', txt, endpoint => 'fast')"
+    )
+    plan = con.plan(query)
+    assert "ordered by cost" in " ".join(plan.notes) and plan.sql.index("'fast'") < plan.sql.index("'slow'")
+    con.planner.release()
+    slow.requests.clear()
+    planned = sorted(con.sql(query).fetchall())
+    asked_planned = len(slow.requests)
+    con.brickyard.begin_statement()
+    slow.requests.clear()
+    written = sorted(con.duckdb.execute(query).fetchall())
+    assert planned == written and planned  # the same rows
+    assert asked_planned < len(slow.requests) / 3, (asked_planned, len(slow.requests))

@@ -30,6 +30,7 @@ from brickyard.functions import (
     fix_grammar,
     gen,
     mask,
+    match,
     query,
     similarity,
     summarize,
@@ -37,6 +38,7 @@ from brickyard.functions import (
 )
 from brickyard.functions._rows import is_null
 from brickyard.functions.classify import Classification
+from brickyard.functions.filter_cascade import CascadeReport, filter_with_recall
 from brickyard.models._types import ChatRequest, ChatResult, EmbeddingResult, Usage
 from brickyard.models.base import Model
 from brickyard.models.budget import CostCap
@@ -122,6 +124,8 @@ class FunctionBinding:
         self.read_examples: Callable[[str], list[tuple[str, str]]] | None = None
         """Reads a table's (text, label) rows for `ai_classify(..., options => {'examples': 'table'})`; set by
         the warehouse that owns this binding (none on Spark workers)."""
+        self.cascades: list[CascadeReport] = []
+        """What each `ai_filter(..., options => {'target_recall': ...})` batch did (calls avoided, recall)."""
         self.memo = QueryMemo()
         """This statement's answers: the same call on the same row is computed once (cleared per statement)."""
         self._models: dict[str, Model] = {}
@@ -436,24 +440,61 @@ class FunctionBinding:
         self,
         predicates: Sequence[str | None],
         contents: Sequence[str | None],
+        options: Sequence[str | None] | None = None,
         endpoints: Sequence[str | None] | None = None,
     ) -> list[Any]:
         def run(key: Any, idx: list[int]) -> Outcome[Any]:
-            predicate, endpoint = key
+            predicate, opts, endpoint = key
+            parsed = _options(opts, {"target_recall", "seed"})
+            rows = [contents[i] for i in idx]
+            model = self.model("ai_filter", endpoint)
+            if "target_recall" in parsed and not self.dry_run:  # an estimate stays the upper bound
+                outcome, report = self._loop.run(
+                    filter_with_recall(
+                        predicate,
+                        rows,
+                        model,
+                        self.model("ai_embed"),
+                        target_recall=_number(parsed, "target_recall"),
+                        seed=int(_number(parsed, "seed", 0)),
+                        tag="sql",
+                        progress=self.progress,
+                    )
+                )
+                self.cascades.append(report)
+                return outcome
             return self._run(
-                filter_(
-                    predicate,
+                filter_(predicate, rows, model, tag="sql", progress=self.progress, embedder=self.model("ai_embed"))
+            )
+
+        n = len(contents)
+        keys = list(zip(predicates, options or [None] * n, _each(endpoints, n), strict=True))
+        # A dry run lets every row through, so the estimate covers what comes after the filter.
+        return self._finish(self._grouped("ai_filter", keys, run, contents), placeholder=True)
+
+    def ai_match(
+        self,
+        contents: Sequence[str | None],
+        predicates: Sequence[str | None],
+        endpoints: Sequence[str | None] | None = None,
+    ) -> list[Any]:
+        """The predicates each content satisfies (a list per row)."""
+
+        def run(key: Any, idx: list[int]) -> Outcome[Any]:
+            predicate_json, endpoint = key
+            return self._run(
+                match(
                     [contents[i] for i in idx],
+                    _string_list(predicate_json),
                     self.model("ai_filter", endpoint),
                     tag="sql",
                     progress=self.progress,
-                    embedder=self.model("ai_embed"),  # the default embedder, for small local models
+                    embedder=self.model("ai_embed"),
                 )
             )
 
-        # A dry run lets every row through, so the estimate covers what comes after the filter.
         keys = list(zip(predicates, _each(endpoints, len(contents)), strict=True))
-        return self._finish(self._grouped("ai_filter", keys, run, contents), placeholder=True)
+        return self._finish(self._grouped("ai_match", keys, run, contents), placeholder=[])
 
     def ai_agg(self, texts: Sequence[str | None], instruction: str, endpoint: str | None = None) -> str | None:
         model = self.model("ai_agg", endpoint)
@@ -507,6 +548,15 @@ def _options(raw: str | None, allowed: set[str]) -> dict[str, Any]:
 
 
 _RELATION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}")
+
+
+def _number(options: dict[str, Any], name: str, default: float | None = None) -> float:
+    """A numeric option (a number, or its text)."""
+    value = options.get(name, default)
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidRequestError(f"option `{name}` must be a number; got {value!r}") from None
 
 
 def _flag(options: dict[str, Any], name: str) -> bool:

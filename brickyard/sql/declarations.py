@@ -159,13 +159,25 @@ FUNCTIONS: tuple[AIFunction, ...] = (
     ),
     AIFunction(
         "ai_filter",
-        (Param("predicate", "{x}::VARCHAR"), Param("content"), ENDPOINT),
+        (Param("predicate", "{x}::VARCHAR"), Param("content"), Param("options", JSON, default="NULL"), ENDPOINT),
         "BOOLEAN",
         "ai_filter",
         "BOOLEAN: the content satisfies the predicate; `ai_filter(prompt('{0} ... {1}', a, b))` judges a "
-        "statement built from several columns",
+        "statement built from several columns; options `target_recall` (a proxy rejects rows, the model judges "
+        "the rest), `seed`",
         databricks=False,
-        extra_macros=("(statement) AS __by_ai_filter('the statement is true', __ai_text(statement), NULL::VARCHAR)",),
+        extra_macros=(
+            "(statement) AS __by_ai_filter('the statement is true', __ai_text(statement), NULL::VARCHAR, "
+            "NULL::VARCHAR)",
+        ),
+    ),
+    AIFunction(
+        "ai_match",
+        (Param("content"), Param("predicates", JSON), ENDPOINT),
+        "VARCHAR[]",
+        "ai_match",
+        "VARCHAR[]: the predicates the content satisfies, one multi-label call per row (the semantic join's rewrite)",
+        databricks=False,
     ),
     AIFunction(
         "ai_embed",

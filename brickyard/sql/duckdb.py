@@ -167,12 +167,15 @@ def _examples_reader(con: Any) -> Any:
     return read
 
 
-ARROW_TYPES = {"VARCHAR": "string", "FLOAT": "float32", "BOOLEAN": "bool_", "FLOAT[]": "list_float32"}
-
-
 def _arrow_type(pa: Any, sql_type: str) -> Any:
-    name = ARROW_TYPES[sql_type]
-    return pa.list_(pa.float32()) if name == "list_float32" else getattr(pa, name)()
+    """The Arrow type of a UDF's declared SQL result."""
+    return {
+        "VARCHAR": pa.string(),
+        "FLOAT": pa.float32(),
+        "BOOLEAN": pa.bool_(),
+        "FLOAT[]": pa.list_(pa.float32()),
+        "VARCHAR[]": pa.list_(pa.string()),
+    }[sql_type]
 
 
 def register(con: Any, binding: FunctionBinding) -> None:
