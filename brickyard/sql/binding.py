@@ -131,7 +131,8 @@ class FunctionBinding:
         self._models: dict[str, Model] = {}
         self._loop = LoopThread()
         self.batch = False
-        """Send every `ai_query` through a provider batch job (`brickyard sql --batch`)."""
+        """Send the rows of every AI function through provider batch jobs (`brickyard sql --batch`); set before
+        the first query."""
 
     def begin_statement(self) -> None:
         """Forget the previous statement's answers (the response cache, if on, still serves them)."""
