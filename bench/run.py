@@ -23,6 +23,7 @@ BENCHMARKS = [
     "budgets",
     "classify_mechanisms",
     "local_runtime",
+    "batch_api",
     "sql_planning",
     "selection",
 ]
@@ -224,6 +225,7 @@ def render() -> str:
     lines += _knowledge_modes_section(_load("knowledge_modes"))
     lines += _mechanisms_section(_load("classify_mechanisms"))
     lines += _runtime_section(_load("local_runtime"))
+    lines += _batch_api_section(_load("batch_api"))
     emb = _load("embedder")
     if emb:
         lines += [
@@ -269,6 +271,53 @@ def _selection_section(data: dict[str, Any] | None) -> list[str]:
             f"{v['case_runs_share']:.0%} | {v['seconds_share']:.0%} |"
         )
     lines.append("")
+    return lines
+
+
+def _batch_api_section(data: dict[str, Any] | None) -> list[str]:
+    """Provider batch APIs against the fake upstream (issue 13)."""
+    if not data:
+        return []
+    cores = data["machine"]["cores"]
+    load = data["load_average_before"][0]
+    lines = [
+        f"## 14. Provider batch APIs ({data['rows']:,} rows against the fake upstream, {cores} cores, "
+        f"load average {load:.1f})",
+        "",
+        f"Chunks of {data['chunk']:,} rows, {data['failing_rows']} rows carrying `[fail:400]` (per-row errors). "
+        "Rows sent are counted by the upstream per custom_id; costs are read from the usage ledger.",
+        "",
+        "| run | ok | errors | rows lost | rows sent twice | provider batches | USD at batch price | "
+        "USD same tokens interactive | seconds |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    runs = (
+        ("openai", "OpenAI Batch API"),
+        ("openai_crash_resume", "OpenAI, crash after chunk 2 accepted, resumed"),
+        ("anthropic_crash_resume", "Anthropic Message Batches, crash after chunk 1 accepted, resumed"),
+    )
+    for key, label in runs:
+        r = data[key]
+        lines.append(
+            f"| {label} | {r['ok']:,} | {r['errors']} | {r['rows_lost']} | {r['rows_sent_twice']} | "
+            f"{r['provider_batches']} | {r['batch_usd']:.4f} | {r['interactive_usd_same_tokens']:.4f} | "
+            f"{r['seconds']:.1f} |"
+        )
+    e, i = data["expiry_fallback"], data["interactive"]
+    lines += [
+        "",
+        f"- Expiry: one provider batch expired after {e['expire_after']:,} rows; {e['via_direct']:,} rows went "
+        f"directly ({e['direct_calls_at_upstream']:,} direct calls at the upstream), {e['rows_lost']} lost, "
+        f"{e['rows_sent_twice']} sent twice; {e['batch_usd']:.4f} USD at the batch price + {e['direct_usd']:.4f} "
+        f"directly, {e['seconds']:.1f} s.",
+        f"- The same rows interactively through the model stack: {i['direct_usd']:.4f} USD in the ledger, "
+        f"{i['seconds']:.1f} s; batch / interactive cost: **{data['batch_over_interactive_cost']:.2f}**.",
+        "- Seconds are against a fake that answers a batch at its first status read: a real provider takes",
+        "  minutes to 24 h, so they measure brickyard's own overhead (upload, polling, storing and metering rows).",
+        f"- Measured {data['machine']['date']}, load average {load:.1f} before and "
+        f"{data['load_average_after'][0]:.1f} after (other engineers' jobs share the machine).",
+        "",
+    ]
     return lines
 
 

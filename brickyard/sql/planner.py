@@ -9,8 +9,8 @@ everything still runs in large batches after the first few.
 
 `JOIN small ON ai_filter(<small side>, <large side>)` becomes one `ai_match` per large-side row with every
 predicate of the small side; several AI predicates of one WHERE run in order of cost ÷ rejection measured
-on a sample. Every rewrite works on DuckDB's own parse tree (`json_serialize_sql` and back), never on the SQL text. Which
-rows a LIMIT without ORDER BY returns is unspecified, as in SQL. A dry run (`--estimate`) is not
+on a sample. Every rewrite works on DuckDB's own parse tree (`json_serialize_sql` and back), never on the
+SQL text. Which rows a LIMIT without ORDER BY returns is unspecified, as in SQL. A dry run (`--estimate`) is not
 rewritten: its figures are the upper bound of a full scan.
 """
 
