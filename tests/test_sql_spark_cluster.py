@@ -153,6 +153,34 @@ def test_gateway_mode_calls_a_keyed_brickyard_serve_from_every_executor(
     assert all(secret not in value for _, value in spark.sparkContext.getConf().getAll())
 
 
+def test_a_workspace_the_executors_cannot_read_fails_the_query_with_the_fix(spark: Any, tmp_path: Path) -> None:
+    """On a cluster the folder must be mounted on every worker; an executor that cannot see it says so."""
+    ws = Workspace.init(tmp_path / "ws")
+    ws.config_path.write_text(DETERMINISTIC_CONFIG)
+    brickyard.sql.spark.register(spark, ws.path)
+    ws.path.rename(tmp_path / "moved")  # as if the workers did not mount it
+    table(spark, reviews(8, tag="gone "), "gone")
+    with pytest.raises(
+        Exception, match=r"not readable on this Spark executor .*Fix: put it on a filesystem every worker"
+    ):
+        spark.sql("SELECT ai_query('det', txt) FROM gone").collect()
+    assert not (tmp_path / "ws").exists()  # nothing silently created an empty workspace in its place
+
+
+def test_bad_targets_and_forwarded_variables_fail_on_the_driver(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(brickyard.UserError, match=r"neither a workspace folder nor an http.*Fix: brickyard init"):
+        brickyard.sql.spark.register(spark, tmp_path / "missing")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "brickyard.toml").write_text("[endpoints.x]\nmodel = 3\n")
+    with pytest.raises(brickyard.ConfigError, match=r"endpoints\.x\.model"):
+        brickyard.sql.spark.register(spark, tmp_path / "bad")
+    monkeypatch.delenv("BRICKYARD_CLUSTER_UNSET", raising=False)
+    with pytest.raises(brickyard.UserError, match="forward_env names BRICKYARD_CLUSTER_UNSET, not set on the driver"):
+        brickyard.sql.spark.register(spark, "http://127.0.0.1:9/v1", forward_env=["BRICKYARD_CLUSTER_UNSET"])
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -165,11 +193,11 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def executor_pids(cluster: LocalSparkCluster, workers: slice = slice(1, None)) -> list[int]:
+def executor_pids(cluster: LocalSparkCluster) -> list[int]:
     """The executor JVMs the workers launched (their child processes running the executor backend)."""
     return [
         pid
-        for worker in cluster.daemon_pids()[workers]
+        for worker in cluster.daemon_pids()[1:]
         for pid in _children(worker)
         if b"CoarseGrainedExecutorBackend" in Path(f"/proc/{pid}/cmdline").read_bytes()
     ]
@@ -197,13 +225,14 @@ def test_an_executor_killed_mid_query_loses_no_row(spark: Any, cluster: LocalSpa
         deadline = time.monotonic() + 30
         while up.completed < 20 and time.monotonic() < deadline:
             time.sleep(0.05)
-        victims = executor_pids(cluster, slice(1, 2))  # the first worker's
-        assert victims and up.completed < ROWS - 40, "the query finished before an executor could be killed"
+        victims = executor_pids(cluster)[:1]  # one of the two, each running a task (locality wait 0)
+        assert up.completed < ROWS - 40, "the query finished before an executor could be killed"
         for pid in victims:
             os.kill(pid, signal.SIGKILL)
         query.join(120)
         for pid in executor_pids(cluster):  # every executor, the moment the query returned
             os.kill(pid, signal.SIGKILL)
+        assert len(victims) == 1 and not query.is_alive()
 
     assert "error" not in result, result.get("error")
     got = result["rows"]

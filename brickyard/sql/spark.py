@@ -8,13 +8,14 @@ send every call there, so rate limits and budgets are enforced in one place for 
 
 import json
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from brickyard._errors import MissingExtraError
+from brickyard._errors import MissingExtraError, UserError
 from brickyard.sql.binding import FunctionBinding
 from brickyard.workspace import Workspace
 
@@ -66,6 +67,11 @@ def _key_variables(target: str) -> set[str]:
 def _worker_workspace(target: str, default_endpoint: str | None, forwarded: Mapping[str, str]) -> Workspace:
     env = {**os.environ, **forwarded}
     if not target.startswith(("http://", "https://")):
+        if not Path(target).is_dir():
+            raise UserError(
+                f"the workspace {target} is not readable on this Spark executor ({socket.gethostname()}). Fix: put "
+                "it on a filesystem every worker mounts at the same path, or use gateway mode (an http:// target)"
+            )
         return Workspace(target, env=env)
     # Gateway mode: a private workspace whose endpoints are all the gateway's, by name.
     home = Path(tempfile.mkdtemp(prefix="brickyard-spark-"))
@@ -117,6 +123,14 @@ def register(
     spark.conf.set("spark.sql.execution.pythonUDF.arrow.enabled", "true")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
+    if not target.startswith(("http://", "https://")) and not Path(target).is_dir():
+        raise UserError(
+            f"the Spark target {target} is neither a workspace folder nor an http(s) URL. "
+            f"Fix: brickyard init {target}, or pass a gateway URL like http://127.0.0.1:8080/v1"
+        )
+    unset = [n for n in forward_env if n not in os.environ]
+    if unset:
+        raise UserError(f"forward_env names {', '.join(unset)}, not set on the driver. Fix: export it, or drop it")
     forwarded = {n: os.environ[n] for n in sorted(_key_variables(target) | set(forward_env)) if n in os.environ}
 
     def b() -> Any:  # a FunctionBinding

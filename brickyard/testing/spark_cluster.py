@@ -149,7 +149,8 @@ class LocalSparkCluster:
             return dict(json.loads(response.read()))
 
     def session(self, app_name: str = "brickyard", **conf: str) -> Any:
-        """A SparkSession on this cluster: every worker's cores, 512 MiB per executor, this interpreter."""
+        """A SparkSession on this cluster, once every worker's executor has registered: all their cores,
+        512 MiB per executor, this interpreter and this brickyard on the executors."""
         from pyspark.sql import SparkSession
 
         os.environ["PYSPARK_PYTHON"] = sys.executable  # read when the context starts
@@ -165,12 +166,26 @@ class LocalSparkCluster:
             .config("spark.pyspark.python", sys.executable)
             .config("spark.executorEnv.PYTHONPATH", executor_python_path())
             .config("spark.sql.shuffle.partitions", str(self.workers))
+            .config("spark.locality.wait", "0")  # model calls dominate: any free executor takes the next task
         )
         for key, value in conf.items():
             builder = builder.config(key, value)
         session = builder.getOrCreate()
         session.sparkContext.setLogLevel("ERROR")
+        deadline = time.monotonic() + self.timeout_s
+        while self.executors(session) < self.workers:  # else the first stage runs on whichever came first
+            if time.monotonic() > deadline:
+                session.stop()
+                raise UserError(
+                    f"{self.workers} executors did not register within {self.timeout_s:.0f} s; see {self.log_dir}"
+                )
+            time.sleep(0.2)
         return session
+
+    @staticmethod
+    def executors(session: Any) -> int:
+        """How many executors have registered with this session's driver (the driver itself not counted)."""
+        return int(session.sparkContext._jsc.sc().getExecutorMemoryStatus().size()) - 1
 
     def daemon_pids(self) -> list[int]:
         """The master's process id, then each worker's (their executors are the workers' children)."""
@@ -196,6 +211,8 @@ class LocalSparkCluster:
             "SPARK_NO_DAEMONIZE": "1",
             # no REST submission server (a fixed port, 6066, that two clusters would fight over)
             "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",
+            # the daemons only schedule: start fast and small (the executors keep the JVM's defaults)
+            "SPARK_DAEMON_JAVA_OPTS": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
             "PYSPARK_PYTHON": sys.executable,
         }
         log = (self.log_dir / f"{name}.log").open("wb")
