@@ -28,8 +28,8 @@ from brickyard.testing.upstream import FakeUpstream
 
 pytestmark = pytest.mark.spark
 
-ROWS = 240
-PARTITIONS = 6
+ROWS = 120
+PARTITIONS = 4
 
 
 def reviews(n: int = ROWS, tag: str = "") -> list[tuple[int, str | None]]:
@@ -148,7 +148,8 @@ def test_gateway_mode_calls_a_keyed_brickyard_serve_from_every_executor(
 
     texts = sum(text is not None for _, text in rows)
     usage = [u for u in Workspace(gateway_ws.path).store.usage(endpoint="det") if u.key == "spark-job"]
-    assert len(usage) >= texts  # every row was served by the gateway, for this key
+    assert len(usage) == 2 * texts  # ai_query and ai_gen: every call served by the gateway, for this key
+    assert all(u.status == "ok" for u in usage)
     assert secret not in cluster.log_text()
     assert all(secret not in value for _, value in spark.sparkContext.getConf().getAll())
 
@@ -204,10 +205,21 @@ def executor_pids(cluster: LocalSparkCluster) -> list[int]:
 
 
 def test_an_executor_killed_mid_query_loses_no_row(spark: Any, cluster: LocalSparkCluster, tmp_path: Path) -> None:
-    with FakeUpstream(model="fake-gpt", latency_s=0.03) as up:
+    """Requests are held at the upstream until more are waiting than one executor may send at once (4): both
+    executors are then mid-batch, and one is killed. Spark runs its task again elsewhere; every row comes back."""
+    held, release, lock = [0], threading.Event(), threading.Lock()
+
+    def hold(body: dict[str, Any]) -> None:
+        with lock:
+            held[0] += 1
+        release.wait(60)
+        return None
+
+    with FakeUpstream(model="fake-gpt", scenario=hold) as up:
         ws = Workspace.init(tmp_path / "ws")
         ws.config_path.write_text(
             f'[endpoints.up]\nmodel = "openai:fake-gpt"\nbase_url = "{up.base_url}"\ncache = false\n'
+            "max_concurrency = 4\n"
         )
         brickyard.sql.spark.register(spark, ws.path)
         rows = reviews(tag="kill ")
@@ -222,13 +234,14 @@ def test_an_executor_killed_mid_query_loses_no_row(spark: Any, cluster: LocalSpa
 
         query = threading.Thread(target=run)
         query.start()
-        deadline = time.monotonic() + 30
-        while up.completed < 20 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while held[0] <= 4 and time.monotonic() < deadline:
             time.sleep(0.05)
-        victims = executor_pids(cluster)[:1]  # one of the two, each running a task (locality wait 0)
-        assert up.completed < ROWS - 40, "the query finished before an executor could be killed"
+        assert held[0] > 4, "the two executors never had requests in flight together"
+        victims = executor_pids(cluster)[:1]  # the first worker's executor, mid-batch
         for pid in victims:
             os.kill(pid, signal.SIGKILL)
+        release.set()
         query.join(120)
         for pid in executor_pids(cluster):  # every executor, the moment the query returned
             os.kill(pid, signal.SIGKILL)
@@ -239,6 +252,6 @@ def test_an_executor_killed_mid_query_loses_no_row(spark: Any, cluster: LocalSpa
     assert sorted(r["id"] for r in got) == list(range(ROWS))
     assert all(r["u"] == (None if t is None else f"echo: {t}") for r, (_, t) in zip(sorted(got), rows, strict=True))
     texts = sum(t is not None for _, t in rows)
-    assert up.completed > texts  # the lost executor's rows were sent again
+    assert up.requests > texts  # the killed executor's batch was sent again
     usage = Workspace(ws.path).store.usage(endpoint="up")
-    assert texts <= len(usage) <= up.completed  # each returned row's call was in the ledger before its task ended
+    assert texts <= len(usage) <= up.requests  # each returned row's call was in the ledger before its task ended
