@@ -46,11 +46,23 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSparkClus
         pytest.skip(f"the Spark cluster tests need Java: {reason}")
     with LocalSparkCluster(workers=2, cores=1, memory="1g", log_dir=tmp_path_factory.mktemp("spark-cluster")) as c:
         yield c
+        started = c.daemon_pids() + executor_pids(c)
+    alive = [pid for pid in started if _running(pid)]
+    assert not alive, f"the cluster left processes behind: {alive}"
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 @pytest.fixture(scope="module")
 def spark(cluster: LocalSparkCluster) -> Iterator[Any]:
-    session = cluster.session("brickyard-cluster-tests", **{"spark.sql.execution.arrow.maxRecordsPerBatch": "20"})
+    conf = {"spark.sql.execution.arrow.maxRecordsPerBatch": "20", "spark.task.maxFailures": "2"}  # one retry
+    session = cluster.session("brickyard-cluster-tests", **conf)
     yield session
     session.stop()
 
@@ -255,3 +267,12 @@ def test_an_executor_killed_mid_query_loses_no_row(spark: Any, cluster: LocalSpa
     assert up.requests > texts  # the killed executor's batch was sent again
     usage = Workspace(ws.path).store.usage(endpoint="up")
     assert texts <= len(usage) <= up.requests  # each returned row's call was in the ledger before its task ended
+
+
+def test_without_java_the_cluster_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no java on it
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    cluster = LocalSparkCluster(log_dir=tmp_path / "logs")
+    with pytest.raises(brickyard.UserError, match=r"Java is not installed .*Fix: install Java 17"):
+        cluster.start()
+    assert cluster.daemon_pids() == []  # nothing was started
