@@ -61,7 +61,13 @@ def _running(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def spark(cluster: LocalSparkCluster) -> Iterator[Any]:
-    conf = {"spark.sql.execution.arrow.maxRecordsPerBatch": "20", "spark.task.maxFailures": "2"}  # one retry
+    fast_start = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"  # small JVMs that start fast; the tests move little data
+    conf = {
+        "spark.sql.execution.arrow.maxRecordsPerBatch": "20",
+        "spark.task.maxFailures": "2",  # one retry
+        "spark.executor.extraJavaOptions": fast_start,
+        "spark.driver.extraJavaOptions": fast_start,
+    }
     session = cluster.session("brickyard-cluster-tests", **conf)
     yield session
     session.stop()
