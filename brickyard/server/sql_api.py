@@ -30,10 +30,11 @@ from brickyard.models.budget import CallerModel
 from brickyard.models.calls import Caller
 from brickyard.models.registry import Registry, Surface, Target
 from brickyard.server.errors import APIError
-from brickyard.sql.duckdb import MACROS, connect
+from brickyard.sql.declarations import SQL_NAMES, public_message
+from brickyard.sql.duckdb import connect
 from brickyard.workspace import Workspace
 
-AI_FUNCTIONS = frozenset(re.findall(r"CREATE OR REPLACE MACRO (\w+)\(", MACROS)) - {"vector_search"}
+AI_FUNCTIONS = SQL_NAMES - {"vector_search"}
 _NOT_HERE = ("pragma", "call", "set", "reset", "describe", "show", "summarize")
 
 
@@ -112,10 +113,14 @@ def run_sql(
             ) from None
         raw.execute("USE warehouse")
         raw.execute("SET search_path = 'memory.main,warehouse.main'")  # fresh AI macros before stored ones
+        query = check(raw, sql)
+        # planned before the configuration is locked: a LIMIT (and the row limit) stops model calls
+        plan = con.plan(f"SELECT * FROM (\n{query}\n) AS brickyard_answer LIMIT {row_limit + 1}")
+        for name, value in plan.settings.items():
+            raw.execute(f"SET {name} = '{value}'")
         raw.execute("SET enable_external_access = false")
         raw.execute("SET lock_configuration = true")
-        query = check(raw, sql)
-        columns, rows, truncated = _execute(raw, query, row_limit, timeout_s)
+        columns, rows, truncated = _execute(raw, plan.sql, row_limit, timeout_s)
         spent = con.brickyard.cap.spent_usd if con.brickyard.cap else 0.0
         return SQLResult(columns, [[_cell(v) for v in row] for row in rows], truncated, spent)
     finally:
@@ -166,10 +171,10 @@ def check(con: Any, sql: str) -> str:
     return query
 
 
-def _execute(con: Any, query: str, row_limit: int, timeout_s: float) -> tuple[list[str], list[Any], bool]:
+def _execute(con: Any, wrapped: str, row_limit: int, timeout_s: float) -> tuple[list[str], list[Any], bool]:
+    """Run the query (already wrapped in `LIMIT row_limit + 1`) under the timeout."""
     import duckdb
 
-    wrapped = f"SELECT * FROM (\n{query}\n) AS brickyard_answer LIMIT {row_limit + 1}"
     fired = threading.Event()
 
     def stop() -> None:
@@ -206,7 +211,7 @@ def _refused(reason: str) -> SQLRefusedError:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).replace("Python exception occurred while executing the UDF: ", "").strip()
+    text = public_message(exc)
     return text.splitlines()[0] if text else type(exc).__name__
 
 
