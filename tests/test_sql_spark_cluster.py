@@ -198,6 +198,8 @@ def test_bad_targets_and_forwarded_variables_fail_on_the_driver(
     monkeypatch.delenv("BRICKYARD_CLUSTER_UNSET", raising=False)
     with pytest.raises(brickyard.UserError, match="forward_env names BRICKYARD_CLUSTER_UNSET, not set on the driver"):
         brickyard.sql.spark.register(spark, "http://127.0.0.1:9/v1", forward_env=["BRICKYARD_CLUSTER_UNSET"])
+    with pytest.raises(brickyard.UserError, match="forward_env names BRICKYARD_CLUSTER_UNSET, not"):  # a bare name
+        brickyard.sql.spark.register(spark, "http://127.0.0.1:9/v1", forward_env="BRICKYARD_CLUSTER_UNSET")
 
 
 def _children(pid: int) -> list[int]:

@@ -128,10 +128,11 @@ def register(
             f"the Spark target {target} is neither a workspace folder nor an http(s) URL. "
             f"Fix: brickyard init {target}, or pass a gateway URL like http://127.0.0.1:8080/v1"
         )
-    unset = [n for n in forward_env if n not in os.environ]
+    names = [forward_env] if isinstance(forward_env, str) else list(forward_env)  # one name or several
+    unset = [n for n in names if n not in os.environ]
     if unset:
         raise UserError(f"forward_env names {', '.join(unset)}, not set on the driver. Fix: export it, or drop it")
-    forwarded = {n: os.environ[n] for n in sorted(_key_variables(target) | set(forward_env)) if n in os.environ}
+    forwarded = {n: os.environ[n] for n in sorted(_key_variables(target) | set(names)) if n in os.environ}
 
     def b() -> Any:  # a FunctionBinding
         return _binding(target, default_endpoint, forwarded)
