@@ -8,12 +8,14 @@ send every call there, so rate limits and budgets are enforced in one place for 
 
 import json
 import os
+import socket
 import sys
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from brickyard._errors import MissingExtraError
+from brickyard._errors import MissingExtraError, UserError
 from brickyard.sql.binding import FunctionBinding
 from brickyard.workspace import Workspace
 
@@ -24,24 +26,62 @@ GATEWAY_KEY_ENV = "BRICKYARD_GATEWAY_KEY"
 _WORKER_BINDINGS: dict[str, FunctionBinding] = {}
 
 
-def _binding(target: str, default_endpoint: str | None) -> FunctionBinding:
-    key = f"{target}|{default_endpoint}"
+class _Durable:
+    """A binding whose calls return only once their usage is in the ledger: a cluster may stop an executor
+    (and its Python workers, without exit handlers) as soon as its last task has finished."""
+
+    def __init__(self, binding: FunctionBinding) -> None:
+        self.binding = binding
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.binding, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.binding.workspace.store.flush()
+
+        return call
+
+
+def _binding(target: str, default_endpoint: str | None, env: Mapping[str, str]) -> Any:
+    key = f"{target}|{default_endpoint}|{sorted(env.items())}"
     if key not in _WORKER_BINDINGS:
-        _WORKER_BINDINGS[key] = FunctionBinding(_worker_workspace(target, default_endpoint))
-    return _WORKER_BINDINGS[key]
+        _WORKER_BINDINGS[key] = FunctionBinding(_worker_workspace(target, default_endpoint, env))
+    return _Durable(_WORKER_BINDINGS[key])
 
 
-def _worker_workspace(target: str, default_endpoint: str | None) -> Workspace:
+def _key_variables(target: str) -> set[str]:
+    """The variables the executors need that a cluster's workers do not inherit from the driver: the gateway
+    key (gateway mode), or every endpoint's and provider's key variable (workspace mode)."""
+    if target.startswith(("http://", "https://")):
+        return {GATEWAY_KEY_ENV}
+    from brickyard.models.registry import discover_providers
+
+    endpoints = Workspace(target).settings.endpoints.values()
+    names = {e.api_key_env for e in endpoints} | {p.key_env for p in discover_providers().values()}
+    return {n for n in names if n}
+
+
+def _worker_workspace(target: str, default_endpoint: str | None, forwarded: Mapping[str, str]) -> Workspace:
+    env = {**os.environ, **forwarded}
     if not target.startswith(("http://", "https://")):
-        return Workspace(target)
+        if not Path(target).is_dir():
+            raise UserError(
+                f"the workspace {target} is not readable on this Spark executor ({socket.gethostname()}). Fix: put "
+                "it on a filesystem every worker mounts at the same path, or use gateway mode (an http:// target)"
+            )
+        return Workspace(target, env=env)
     # Gateway mode: a private workspace whose endpoints are all the gateway's, by name.
     home = Path(tempfile.mkdtemp(prefix="brickyard-spark-"))
     chat = default_endpoint or "default"
+    key = f'api_key_env = "{GATEWAY_KEY_ENV}"\n' if env.get(GATEWAY_KEY_ENV) else ""  # a keyed gateway
     (home / "brickyard.toml").write_text(
         f'[defaults]\nchat = "{chat}"\nembedding = "{chat}"\n'
-        f'[endpoints."{chat}"]\nmodel = "openai:{chat}"\nbase_url = "{target}"\ncache = false\n'
+        f'[endpoints."{chat}"]\nmodel = "openai:{chat}"\nbase_url = "{target}"\ncache = false\n{key}'
     )
-    workspace = Workspace(home)
+    workspace = Workspace(home, env=env)
     workspace.registry.gateway_base_url = target
     workspace.registry.gateway_key_env = GATEWAY_KEY_ENV
     return workspace
@@ -56,8 +96,18 @@ def _pyspark() -> Any:
     return functions
 
 
-def register(spark: Any, target: str | Path | Workspace, *, default_endpoint: str | None = None) -> list[str]:
+def register(
+    spark: Any,
+    target: str | Path | Workspace,
+    *,
+    default_endpoint: str | None = None,
+    forward_env: Iterable[str] = (),
+) -> list[str]:
     """Register the AI functions on `spark`; returns their names.
+
+    Executors on a cluster do not inherit the driver's environment: the key variables the endpoints read
+    (`BRICKYARD_GATEWAY_KEY` in gateway mode), plus any named in `forward_env`, are taken from the driver
+    when set there and travel inside the functions' closures (never in the Spark conf or its logs).
 
     Spark's Python UDFs take positional arguments: optional ones are separate names
     (`ai_summarize(content)` and `ai_summarize(content, max_words)` both work because the UDF has a
@@ -73,8 +123,19 @@ def register(spark: Any, target: str | Path | Workspace, *, default_endpoint: st
     spark.conf.set("spark.sql.execution.pythonUDF.arrow.enabled", "true")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
-    def b() -> FunctionBinding:
-        return _binding(target, default_endpoint)
+    if not target.startswith(("http://", "https://")) and not Path(target).is_dir():
+        raise UserError(
+            f"the Spark target {target} is neither a workspace folder nor an http(s) URL. "
+            f"Fix: brickyard init {target}, or pass a gateway URL like http://127.0.0.1:8080/v1"
+        )
+    names = [forward_env] if isinstance(forward_env, str) else list(forward_env)  # one name or several
+    unset = [n for n in names if n not in os.environ]
+    if unset:
+        raise UserError(f"forward_env names {', '.join(unset)}, not set on the driver. Fix: export it, or drop it")
+    forwarded = {n: os.environ[n] for n in sorted(_key_variables(target) | set(names)) if n in os.environ}
+
+    def b() -> Any:  # a FunctionBinding
+        return _binding(target, default_endpoint, forwarded)
 
     def col(series: Any) -> list[Any]:
         return [None if v is None or (isinstance(v, float) and v != v) else v for v in series.tolist()]
