@@ -54,6 +54,14 @@ QUERIES: dict[str, tuple[str, str]] = {
         "ai_query('det', txt, responseFormat => 'STRUCT<name: STRING, n: INT>')",
         "ai_query('det', txt, responseFormat => 'STRUCT<name: STRING, n: INT>')",
     ),
+    "ai_classify_endpoint": (
+        "ai_classify(txt, ARRAY['fresh', 'rotten'], endpoint => 'det')",
+        "ai_classify(txt, array('fresh', 'rotten'), endpoint => 'det')",
+    ),
+    "ai_match": (
+        "ai_match(txt, ARRAY['is positive', 'is negative'], endpoint => 'det')",
+        "ai_match(txt, array('is positive', 'is negative'), endpoint => 'det')",
+    ),
     "ai_query_fail_on_error": (
         "ai_query('nope', txt, failOnError => false)",
         "ai_query_safe('nope', txt)",

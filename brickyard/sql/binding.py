@@ -497,6 +497,29 @@ class FunctionBinding:
         keys = list(zip(predicates, _each(endpoints, len(contents)), strict=True))
         return self._finish(self._grouped("ai_match", keys, run, contents), placeholder=[])
 
+    def ai_query_values(
+        self,
+        endpoints: Sequence[str | None],
+        requests: Sequence[str | None],
+        model_parameters: Sequence[str | None],
+        response_formats: Sequence[str | None],
+    ) -> list[str | None]:
+        """`ai_query` in a strict query: the answers (a failing row fails the query)."""
+        return self.ai_query(endpoints, requests, model_parameters, response_formats)[0]
+
+    def ai_agg_rows(
+        self,
+        texts: Sequence[Sequence[str | None] | None],
+        instructions: Sequence[str | None],
+        endpoints: Sequence[str | None] | None = None,
+    ) -> list[str | None]:
+        """`ai_agg(list(col), instruction)`: one list of texts per row (an aggregate), each answered by map-reduce."""
+        each = _each(endpoints, len(texts))
+        return [
+            None if row is None else self.ai_agg(list(row), str(instruction), endpoint)
+            for row, instruction, endpoint in zip(texts, instructions, each, strict=True)
+        ]
+
     def ai_agg(self, texts: Sequence[str | None], instruction: str, endpoint: str | None = None) -> str | None:
         model = self.model("ai_agg", endpoint)
         try:

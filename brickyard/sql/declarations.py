@@ -40,6 +40,7 @@ class AIFunction:
     params: tuple[Param, ...]
     returns: str
     method: str
+    """The `FunctionBinding` method: one list per UDF argument in, one value per row out."""
     summary: str
     wrap: str = "{call}"
     """SQL around the UDF call (`{call}`), e.g. a cast of the JSON text to the declared struct."""
@@ -88,7 +89,7 @@ FUNCTIONS: tuple[AIFunction, ...] = (
             Param("responseFormat", "{x}::VARCHAR", default="NULL"),
         ),
         "VARCHAR",
-        "ai_query",
+        "ai_query_values",
         "VARCHAR (JSON text with `responseFormat`: a DDL struct or a JSON schema, checked, out-of-range values "
         "are the row's error); `returnType` accepted and ignored; `failOnError => false` gives "
         "STRUCT(result, errorMessage)",
@@ -191,7 +192,7 @@ FUNCTIONS: tuple[AIFunction, ...] = (
         "ai_agg",
         (Param("texts", "{x}::VARCHAR[]", "VARCHAR[]"), Param("instruction", "{x}::VARCHAR"), ENDPOINT),
         "VARCHAR",
-        "ai_agg",
+        "ai_agg_rows",
         "one answer over any number of rows (map-reduce): `ai_agg(list(col), 'instruction')`",
         databricks=False,
     ),

@@ -196,12 +196,7 @@ def register(con: Any, binding: FunctionBinding) -> None:
         arrow_type = _arrow_type(pa, function.returns)
 
         def call(*arrays: Any) -> Any:
-            if function.name == "ai_query":  # (values, errors); strict, so the values
-                values = memo.rows(function.name, columns(arrays), lambda cols: method(*cols)[0])
-            elif function.name == "ai_agg":  # one list of texts per row, answered by map-reduce
-                values = memo.rows(function.name, columns(arrays), lambda cols: _each_agg(binding, *cols))
-            else:
-                values = memo.rows(function.name, columns(arrays), lambda cols: method(*cols))
+            values = memo.rows(function.name, columns(arrays), lambda cols: method(*cols))
             return pa.array(values, type=arrow_type)
 
         # DuckDB reads the arity from the signature
@@ -231,10 +226,3 @@ def register(con: Any, binding: FunctionBinding) -> None:
     for statement in MACROS.split(";"):
         if statement.strip():
             con.execute(statement)
-
-
-def _each_agg(binding: FunctionBinding, texts: list[Any], instructions: list[Any], endpoints: list[Any]) -> list[Any]:
-    return [
-        None if row is None else binding.ai_agg(row, instruction, endpoint)
-        for row, instruction, endpoint in zip(texts, instructions, endpoints, strict=True)
-    ]

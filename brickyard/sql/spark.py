@@ -1,11 +1,13 @@
 """The same AI functions on Apache Spark, as pandas (Arrow) UDFs.
 
-`register(spark, target)` registers every function on a `SparkSession`. `target` is either a
+`register(spark, target)` registers every declared function (`brickyard.sql.declarations`, as DuckDB
+does) on a `SparkSession`, plus `ai_query_safe` for the `failOnError => false` form. `target` is either a
 workspace folder (each executor runs the models itself, reading the same `brickyard.toml`), or the
 URL of a brickyard gateway / any OpenAI-compatible server (`http://host:port/v1`): executors then
 send every call there, so rate limits and budgets are enforced in one place for the whole cluster.
 """
 
+import inspect
 import json
 import os
 import socket
@@ -17,6 +19,7 @@ from typing import Any
 
 from brickyard._errors import MissingExtraError, UserError
 from brickyard.sql.binding import FunctionBinding
+from brickyard.sql.declarations import FUNCTIONS, JSON, TEXT, AIFunction, Param
 from brickyard.workspace import Workspace
 
 GATEWAY_KEY_ENV = "BRICKYARD_GATEWAY_KEY"
@@ -85,6 +88,16 @@ def _worker_workspace(target: str, default_endpoint: str | None, forwarded: Mapp
     workspace.registry.gateway_base_url = target
     workspace.registry.gateway_key_env = GATEWAY_KEY_ENV
     return workspace
+
+
+SPARK_TYPES = {
+    "VARCHAR": "string",
+    "FLOAT": "float",
+    "BOOLEAN": "boolean",
+    "FLOAT[]": "array<float>",
+    "VARCHAR[]": "array<string>",
+}
+"""Spark's name for each declared result type."""
 
 
 def _pyspark() -> Any:
@@ -174,18 +187,6 @@ def register(
                 out.append(json.dumps(pairs, default=str))
         return out
 
-    @pandas_udf("string")
-    def ai_query(
-        endpoint: pd.Series,
-        request: pd.Series,
-        returnType: pd.Series = None,
-        modelParameters: pd.Series = None,
-        responseFormat: pd.Series = None,
-    ) -> pd.Series:
-        n = len(request)
-        values, _ = b().ai_query(col(endpoint), col(request), as_json(modelParameters, n), optional(responseFormat, n))
-        return pd.Series(values, dtype=object)
-
     @pandas_udf("result string, errorMessage string")
     def ai_query_safe(
         endpoint: pd.Series,
@@ -199,77 +200,47 @@ def register(
         )
         return pd.DataFrame({"result": values, "errorMessage": errors})
 
-    @pandas_udf("string")
-    def ai_classify(content: pd.Series, labels: pd.Series, options: pd.Series = None) -> pd.Series:
-        return pd.Series(
-            b().ai_classify(col(content), labels_json(labels), as_json(options, len(content))), dtype=object
+    def argument(param: Param, series: Any, n: int) -> list[Any]:
+        """One UDF argument as the binding takes it, converted as the DuckDB macro converts it."""
+        if series is None:
+            return [None] * n
+        if param.udf_type == "VARCHAR[]":
+            return [None if v is None else [None if t is None else str(t) for t in list(v)] for v in series.tolist()]
+        if param.encode == JSON:
+            return labels_json(series) if not isinstance(series, pd.DataFrame) else as_json(series, n)
+        if param.encode == TEXT and isinstance(series, pd.DataFrame):  # a struct as content: its JSON text
+            return as_json(series, n)
+        return col(series)
+
+    def declared(function: AIFunction) -> Any:
+        """The pandas UDF of a declared function: every SQL argument positional, optional ones may be left out."""
+
+        def call(*series: Any, **named: Any) -> Any:  # Spark 4 passes `name => value` by keyword
+            given = {**dict(zip([p.name for p in function.params], series, strict=False)), **named}
+            n = len(next(iter(given.values())))
+            columns = [argument(p, given.get(p.name), n) for p in function.udf_params]
+            values = getattr(b(), function.method)(*columns)
+            out = pd.Series(values, dtype=object)
+            return out.astype("float32") if function.returns == "FLOAT" else out
+
+        call.__name__ = function.name
+        call.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [
+                inspect.Parameter(
+                    p.name,
+                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                    default=inspect.Parameter.empty if p.default is None else None,
+                    annotation=pd.Series,
+                )
+                for p in function.params
+            ],
+            return_annotation=pd.Series,
         )
+        call.__annotations__ = {**{p.name: pd.Series for p in function.params}, "return": pd.Series}
+        return pandas_udf(SPARK_TYPES[function.returns])(call)
 
-    @pandas_udf("string")
-    def ai_extract(content: pd.Series, labels: pd.Series) -> pd.Series:
-        return pd.Series(b().ai_extract(col(content), labels_json(labels)), dtype=object)
-
-    @pandas_udf("string")
-    def ai_summarize(content: pd.Series, max_words: pd.Series = None) -> pd.Series:
-        return pd.Series(b().ai_summarize(col(content), optional(max_words, len(content))), dtype=object)
-
-    @pandas_udf("string")
-    def ai_translate(content: pd.Series, to_lang: pd.Series) -> pd.Series:
-        return pd.Series(b().ai_translate(col(content), col(to_lang)), dtype=object)
-
-    @pandas_udf("string")
-    def ai_fix_grammar(content: pd.Series) -> pd.Series:
-        return pd.Series(b().ai_fix_grammar(col(content)), dtype=object)
-
-    @pandas_udf("string")
-    def ai_gen(prompt: pd.Series) -> pd.Series:
-        return pd.Series(b().ai_gen(col(prompt)), dtype=object)
-
-    @pandas_udf("string")
-    def ai_mask(content: pd.Series, labels: pd.Series) -> pd.Series:
-        return pd.Series(b().ai_mask(col(content), labels_json(labels)), dtype=object)
-
-    @pandas_udf("string")
-    def ai_analyze_sentiment(content: pd.Series) -> pd.Series:
-        return pd.Series(b().ai_analyze_sentiment(col(content)), dtype=object)
-
-    @pandas_udf("float")
-    def ai_similarity(a: pd.Series, c: pd.Series) -> pd.Series:
-        return pd.Series(b().ai_similarity(col(a), col(c)), dtype=object).astype("float32")
-
-    @pandas_udf("boolean")
-    def ai_filter(predicate: pd.Series, content: pd.Series) -> pd.Series:
-        return pd.Series(b().ai_filter(col(predicate), col(content)), dtype=object)
-
-    @pandas_udf("array<float>")
-    def ai_embed(content: pd.Series, endpoint: pd.Series = None) -> pd.Series:
-        return pd.Series(b().ai_embed(col(content), optional(endpoint, len(content))), dtype=object)
-
-    @pandas_udf("string")
-    def ai_agg(texts: pd.Series, instruction: pd.Series) -> pd.Series:
-        # `ai_agg(collect_list(col), 'instruction')`: one list of texts per row, answered by map-reduce.
-        answers = [
-            None if row is None else b().ai_agg([None if t is None else str(t) for t in list(row)], str(ins))
-            for row, ins in zip(texts.tolist(), instruction.tolist(), strict=True)
-        ]
-        return pd.Series(answers, dtype=object)
-
-    udfs = {
-        "ai_agg": ai_agg,
-        "ai_query": ai_query,
-        "ai_query_safe": ai_query_safe,
-        "ai_classify": ai_classify,
-        "ai_extract": ai_extract,
-        "ai_summarize": ai_summarize,
-        "ai_translate": ai_translate,
-        "ai_fix_grammar": ai_fix_grammar,
-        "ai_gen": ai_gen,
-        "ai_mask": ai_mask,
-        "ai_analyze_sentiment": ai_analyze_sentiment,
-        "ai_similarity": ai_similarity,
-        "ai_filter": ai_filter,
-        "ai_embed": ai_embed,
-    }
+    udfs = {f.name: declared(f) for f in FUNCTIONS}
+    udfs["ai_query_safe"] = ai_query_safe
     for name, fn in udfs.items():
         spark.udf.register(name, fn)
     return sorted(udfs)
