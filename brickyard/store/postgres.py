@@ -44,6 +44,7 @@ _GROUPS = {
     "tag": "COALESCE(tag, '-')",
     "key": "COALESCE(key, '-')",
     "day": "to_char(to_timestamp(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    "hour": "to_char(to_timestamp(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:00')",
     "status": "status",
 }
 _HELD = (

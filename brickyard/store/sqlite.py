@@ -75,6 +75,7 @@ _GROUPS = {
     "tag": "COALESCE(tag, '-')",
     "key": "COALESCE(key, '-')",
     "day": "date(ts, 'unixepoch')",
+    "hour": "strftime('%Y-%m-%d %H:00', ts, 'unixepoch')",
     "status": "status",
 }
 _OPEN: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()

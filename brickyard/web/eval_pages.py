@@ -1,0 +1,142 @@
+"""Evaluation pages: runs per agent, a run's leaderboard, plot and cases, one case with its label, and export."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from brickyard.store.evals import Label
+from brickyard.web import evals
+from brickyard.web.console import Console, Refused, Viewer
+from brickyard.web.home_pages import guarded
+
+VERDICTS = ("", "pass", "fail")
+
+
+def router(console: Console) -> APIRouter:
+    web = APIRouter(include_in_schema=False)
+    workspace = console.workspace
+    page = guarded(console)
+
+    def run_for(viewer: Viewer, run_id: str) -> dict[str, Any]:
+        rec = workspace.eval_store.run(run_id)
+        if rec is None or not viewer.may_see_agent(str(rec.get("agent"))):
+            raise Refused(404, f"no evaluation run {run_id[:60]} that this key may see. Fix: pick one on /evals")
+        return rec
+
+    @web.get("/evals")
+    @page
+    async def runs(request: Request, agent: str | None = None) -> Response:
+        viewer = console.require(request)
+        records = await asyncio.to_thread(workspace.eval_store.runs, agent or None)
+        visible = [r for r in records if viewer.may_see_agent(str(r.get("agent")))]
+        agents = sorted({str(r.get("agent")) for r in visible})
+        return console.page(
+            request, "evals.html", viewer, runs=evals.summaries(visible), agents=agents, agent=agent or ""
+        )
+
+    @web.get("/evals/{run_id}")
+    @page
+    async def run_page(request: Request, run_id: str, show: str = "all") -> Response:
+        viewer = console.require(request)
+        rec = await asyncio.to_thread(run_for, viewer, run_id)
+        if show not in evals.FILTERS:
+            raise Refused(400, f"show must be one of {list(evals.FILTERS)}, not {show[:40]!r}")
+        dataset = rec["dataset"]
+
+        def read() -> tuple[list[str], list[dict[str, Any]]]:
+            labels = workspace.eval_store.labels(dataset["name"], dataset["version"])
+            return evals.case_table(workspace, rec, labels)
+
+        candidates, cases = await asyncio.to_thread(read)
+        shown = [c for c in cases if evals.keep(c, show)]
+        return console.page(
+            request,
+            "eval_run.html",
+            viewer,
+            rec=rec,
+            plot=evals.plot(rec),
+            words=evals.comparison_words(rec),
+            candidates=candidates,
+            cases=shown,
+            total=len(cases),
+            show=show,
+            filters=evals.FILTERS,
+        )
+
+    @web.get("/evals/{run_id}/cases/{case_id}")
+    @page
+    async def case_page(request: Request, run_id: str, case_id: str, saved: bool = False) -> Response:
+        viewer = console.require(request)
+        rec = await asyncio.to_thread(run_for, viewer, run_id)
+        return await _case(request, viewer, rec, case_id, saved=saved)
+
+    async def _case(request: Request, viewer: Viewer, rec: dict[str, Any], case_id: str, **extra: Any) -> Response:
+        dataset = rec["dataset"]
+
+        def read() -> tuple[list[str], list[dict[str, Any]]]:
+            labels = workspace.eval_store.labels(dataset["name"], dataset["version"])
+            return evals.case_table(workspace, rec, labels)
+
+        candidates, cases = await asyncio.to_thread(read)
+        case = next((c for c in cases if c["id"] == case_id), None)
+        if case is None:
+            raise Refused(404, f"run {rec['run_id']} has no case {case_id[:60]}")
+        return console.page(
+            request, "eval_case.html", viewer, rec=rec, case=case, candidates=candidates, verdicts=VERDICTS, **extra
+        )
+
+    @web.post("/evals/{run_id}/cases/{case_id}/label")
+    @page
+    async def label(request: Request, run_id: str, case_id: str) -> Response:
+        viewer, form = await console.check_post(request)
+        rec = await asyncio.to_thread(run_for, viewer, run_id)
+        verdict = form.get("verdict", "")
+        if verdict not in VERDICTS:
+            raise Refused(400, f"verdict must be pass, fail or empty, not {verdict[:20]!r}")
+        candidate = form.get("candidate", "")
+        if verdict and candidate not in [c["id"] for c in rec.get("candidates", [])]:
+            raise Refused(400, "say which candidate's output the verdict is about (field `candidate`)")
+        _, cases = await asyncio.to_thread(evals.case_table, workspace, rec, {})
+        case = next((c for c in cases if c["id"] == case_id), None)
+        if case is None:
+            raise Refused(404, f"run {run_id[:60]} has no case {case_id[:60]}")
+        judged = case["outputs"].get(candidate, {}).get("output") if verdict else None
+        stored = Label(
+            verdict or None,
+            evals.parse_corrected(form.get("corrected", "")),
+            form.get("comment", "").strip()[:4000],
+            judged,
+            run_id,
+            viewer.principal.name,
+        )
+        dataset = rec["dataset"]
+        await asyncio.to_thread(
+            workspace.eval_store.set_label, dataset["name"], int(dataset["version"]), case_id, stored
+        )
+        return await _case(request, viewer, rec, case_id, saved=True)
+
+    @web.post("/evals/{run_id}/export")
+    @page
+    async def export(request: Request, run_id: str) -> Response:
+        viewer, _ = await console.check_post(request)
+        rec = await asyncio.to_thread(run_for, viewer, run_id)
+        dataset = rec["dataset"]
+        try:
+            version, labelled = await asyncio.to_thread(
+                evals.export,
+                workspace.eval_store,
+                dataset["name"],
+                int(dataset["version"]),
+                author=viewer.name,
+            )
+        except LookupError as exc:
+            raise Refused(404, str(exc)) from None
+        return console.page(
+            request, "eval_export.html", viewer, rec=rec, version=version, labelled=labelled, name=dataset["name"]
+        )
+
+    return web

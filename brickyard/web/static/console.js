@@ -1,0 +1,77 @@
+// The console's few behaviours: charts from JSON embedded in the page, and AI-function hints in the editor.
+// No inline scripts (the Content-Security-Policy forbids them); htmx does the rest.
+"use strict";
+
+const COLORS = ["#1f5fbf", "#d9730d", "#1b7a3a", "#b3261e", "#6941c6", "#0e7490", "#a16207", "#be185d", "#6b7280"];
+
+function readJSON(id) {
+  const node = document.getElementById(id);
+  return node ? JSON.parse(node.textContent) : null;
+}
+
+function usageCharts() {
+  const data = readJSON("usage-data");
+  if (!data || typeof Chart === "undefined") return;
+  const make = (id, field, type) => {
+    const canvas = document.getElementById(id);
+    if (!canvas) return;
+    new Chart(canvas, {
+      type: type,
+      data: {
+        labels: data.labels,
+        datasets: data.series.map((s, i) => ({
+          label: s.name, data: s[field], backgroundColor: COLORS[i % COLORS.length],
+          borderColor: COLORS[i % COLORS.length], fill: false, tension: 0.2,
+        })),
+      },
+      options: { animation: false, responsive: true, scales: { x: { stacked: type === "bar" }, y: { stacked: type === "bar", beginAtZero: true } } },
+    });
+  };
+  make("spend-chart", "usd", "bar");
+  make("calls-chart", "calls", "line");
+}
+
+function paretoChart() {
+  const data = readJSON("pareto-data");
+  const canvas = document.getElementById("pareto-chart");
+  if (!data || !canvas || typeof Chart === "undefined") return;
+  const color = (p) => (p.chosen ? "#b3261e" : p.front ? "#1f5fbf" : "#6b7280");
+  const datasets = data.points.map((p) => ({
+    label: p.id, type: "line", data: [{ x: p.x, y: p.low }, { x: p.x, y: p.high }],
+    borderColor: color(p), pointRadius: 0, showLine: true, borderWidth: 1,
+  }));
+  datasets.push({
+    label: "candidates", type: "scatter", data: data.points.map((p) => ({ x: p.x, y: p.y, id: p.id })),
+    pointBackgroundColor: data.points.map(color), pointRadius: 5,
+  });
+  datasets.push({
+    label: "Pareto front", type: "line", data: data.front, borderDash: [6, 4], borderColor: "#1f5fbf", pointRadius: 0, fill: false,
+  });
+  new Chart(canvas, {
+    data: { datasets: datasets },
+    options: {
+      animation: false,
+      scales: { x: { type: "linear", title: { display: true, text: data.x_label } }, y: { title: { display: true, text: data.metric } } },
+      plugins: {
+        legend: { labels: { filter: (item) => item.text === "Pareto front" || item.text === "candidates" } },
+        tooltip: { callbacks: { label: (ctx) => (ctx.raw && ctx.raw.id ? ctx.raw.id + ": " : ctx.dataset.label + ": ") + ctx.parsed.y.toFixed(3) + " at " + ctx.parsed.x.toPrecision(3) } },
+      },
+    },
+  });
+}
+
+function hints() {
+  const editor = document.getElementById("sql");
+  if (!editor) return;
+  document.querySelectorAll("button.hint").forEach((button) => {
+    button.addEventListener("click", () => {
+      const snippet = button.dataset.snippet;
+      const start = editor.selectionStart, end = editor.selectionEnd;
+      editor.value = editor.value.slice(0, start) + snippet + editor.value.slice(end);
+      editor.focus();
+      editor.selectionStart = editor.selectionEnd = start + snippet.length;
+    });
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => { usageCharts(); paretoChart(); hints(); });
