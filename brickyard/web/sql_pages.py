@@ -20,7 +20,7 @@ from brickyard.web.jobs import RUNNING, SQLJob
 
 PAGE_ROWS = 50
 HINTS = {
-    "ai_query": "ai_query('endpoint', prompt, false)",
+    "ai_query": "ai_query('endpoint', prompt, failOnError => false)",
     "ai_classify": "ai_classify(text, ARRAY['label_a', 'label_b'])",
     "ai_extract": "ai_extract(text, ARRAY['person', 'place'])",
     "ai_analyze_sentiment": "ai_analyze_sentiment(text)",
