@@ -6,6 +6,7 @@ import asyncio
 import random
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,14 +132,14 @@ def seed(root: Path) -> Seeded:
     cases = [Case(id=str(i), input=f"case {i}: a review", expected=LABELS[i % 2]) for i in range(60)]
     datasets.create("reviews", cases, source="test", dev_fraction=0.3, seed=7)
     datasets.close()
-    evaluation = asyncio.run(
-        evaluate(
-            ws,
-            "sentiment",
-            "reviews",
-            candidates=["good/zero-shot", "mid/zero-shot"],
-            plan=HalvingPlan(enabled=False),
-            apply=False,
-        )
+    job = evaluate(
+        ws,
+        "sentiment",
+        "reviews",
+        candidates=["good/zero-shot", "mid/zero-shot"],
+        plan=HalvingPlan(enabled=False),
+        apply=False,
     )
+    with ThreadPoolExecutor(1) as pool:  # its own thread: a caller (Playwright's sync API) may run a loop here
+        evaluation = pool.submit(asyncio.run, job).result()
     return Seeded(ws, admin, team_a, team_b, evaluation.record["run_id"], spent["team-a"], spent["team-b"])

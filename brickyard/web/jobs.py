@@ -62,11 +62,20 @@ class SQLJob:
         return (self.finished or time.time()) - self.started
 
     def cancel(self) -> None:
+        """Stop the query: DuckDB is interrupted until the job ends (a query just starting misses one interrupt)."""
+        if self._cancelled.is_set():
+            return
         self._cancelled.set()
-        con = self._con
-        if con is not None:
-            with contextlib.suppress(Exception):
-                con.duckdb.interrupt()
+        threading.Thread(target=self._interrupt, name=f"console-cancel-{self.id}", daemon=True).start()
+
+    def _interrupt(self) -> None:
+        deadline = time.monotonic() + 60
+        while self.finished is None and time.monotonic() < deadline:
+            con = self._con
+            if con is not None:
+                with contextlib.suppress(Exception):
+                    con.duckdb.interrupt()
+            time.sleep(0.05)
 
 
 Runner = Callable[[Callable[[Any], None]], Any]
@@ -96,9 +105,9 @@ class Jobs:
 
     def _run(self, job: SQLJob, run: Runner) -> None:
         def watch(con: Any) -> None:
-            job._con = con
             if job._cancelled.is_set():
-                con.duckdb.interrupt()
+                raise _Cancelled("cancelled")
+            job._con = con
 
         try:
             result = run(watch)
@@ -125,6 +134,10 @@ class Jobs:
         for job_id, job in list(self._jobs.items()):
             if job.finished is not None and (now - job.finished > self._keep or len(self._jobs) >= self._max):
                 del self._jobs[job_id]
+
+
+class _Cancelled(Exception):
+    """The job was cancelled before its query started."""
 
 
 def _message(exc: BaseException) -> str:

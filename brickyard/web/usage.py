@@ -60,7 +60,10 @@ def series(store: Store, *, key: str | None, since: float, bucket: str, by: str)
         calls[group][index[r.group[0]]] += r.calls
     return {
         "labels": labels,
-        "series": [{"name": g, "usd": [round(v, 6) for v in usd[g]], "calls": calls[g]} for g in names],
+        "series": [
+            {"name": "(none)" if g == "-" else g, "usd": [round(v, 6) for v in usd[g]], "calls": calls[g]}
+            for g in names
+        ],
     }
 
 
