@@ -267,6 +267,35 @@ def test_logout_needs_the_token_and_ends_the_session(app: FastAPI, seeded: Seede
     assert c.get("/usage").status_code == 303
 
 
+def test_rollups_add_up_to_the_ledger_and_see_new_usage_at_once(tmp_path: Path) -> None:
+    from brickyard import Workspace
+    from brickyard.store.base import UsageRecord
+    from brickyard.web.usage import Rollups, overview
+
+    ws = Workspace.init(tmp_path / "r")
+    now = time.time()
+    for i in range(200):
+        ws.store.record_usage(
+            UsageRecord(ts=now - i * 900, endpoint=f"e{i % 3}", model="m", key=f"k{i % 2}", cost_usd=0.001 * i)
+        )
+    ws.store.flush()
+    rollups = Rollups()
+    since = now - 3 * 86400
+    for key in (None, "k1"):
+        chart, endpoints = overview(ws.store, rollups, key=key, since=since, bucket="hour", by="key")
+        direct = ws.store.summarize(["endpoint"], since=since - 3600, key=key)
+        assert {e["endpoint"]: e["calls"] for e in endpoints} == {r.group[0]: r.calls for r in direct}
+        assert sum(e["cost_usd"] for e in endpoints) == pytest.approx(sum(r.cost_usd for r in direct))
+        assert key is None or [s["name"] for s in chart["series"]] == [key]  # a key's figures only
+    ws.store.record_usage(UsageRecord(ts=time.time(), endpoint="fresh", model="m", key="k1", cost_usd=5.0))
+    ws.store.flush()
+    _, endpoints = overview(ws.store, rollups, key="k1", since=since, bucket="hour", by="key")
+    assert {e["endpoint"] for e in endpoints} >= {"fresh"}  # the open hour is read live, past the cache
+    _, endpoints = overview(ws.store, rollups, key="k0", since=since, bucket="day", by="endpoint")
+    assert "fresh" not in {e["endpoint"] for e in endpoints}
+    ws.store.close()
+
+
 def test_sessions_expire_when_idle_and_are_bounded() -> None:
     now = [1000.0]
     sessions = Sessions(idle_s=60, max_sessions=3, clock=lambda: now[0])

@@ -19,6 +19,7 @@ from brickyard.server.auth import LOOPBACK, Principal
 from brickyard.server.state import ServerState
 from brickyard.web.jobs import Jobs
 from brickyard.web.sessions import COOKIE, CSRF_FIELD, CSRF_HEADER, Session, Sessions
+from brickyard.web.usage import Rollups
 
 HERE = Path(__file__).parent
 SECURITY_HEADERS = {
@@ -78,6 +79,7 @@ class Console:
         self.workspace = state.workspace
         self.sessions = Sessions()
         self.jobs = Jobs()
+        self.rollups = Rollups()
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.filters["usd"] = lambda v: f"${(v or 0):,.4f}"
         self.templates.env.filters["num"] = lambda v: f"{(v or 0):,}"

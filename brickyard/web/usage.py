@@ -7,13 +7,16 @@ latency; each budget's burn with a straight-line projection to the end of its wi
 from __future__ import annotations
 
 import contextlib
+import math
+import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from brickyard.config import Window
 from brickyard.models.budget import window_end, window_start
-from brickyard.store.base import Store
+from brickyard.store.base import Store, UsageSummaryRow
 from brickyard.workspace import Workspace
 
 GROUPS = ("endpoint", "key", "model", "tag")
@@ -42,24 +45,70 @@ class Burn:
         return 100 * self.projected_usd / self.limit_usd
 
 
-def series(store: Store, *, key: str | None, since: float, bucket: str, by: str) -> dict[str, Any]:
-    """Chart data: buckets (labels) and, per group (top `TOP` by spend, then `other`), USD and calls per bucket."""
-    rows = store.summarize([bucket, by], since=since, key=key)
-    labels = sorted({r.group[0] for r in rows})
+BUCKETS = {"hour": ("hour_start", "%Y-%m-%d %H:00", 3600.0), "day": ("day_start", "%Y-%m-%d", 86400.0)}
+"""Time bucket → the store's group (the bucket's start in unix seconds, UTC), its label format and its length."""
+LATE_S = 120.0
+"""A bucket counts as closed this long after it ends (usage is written a moment after the call)."""
+
+
+class Rollups:
+    """Summaries of closed time buckets, kept for up to `ttl_s`; the open bucket is always read from the ledger.
+
+    Loading a page then reads only the last hour's or day's records, not the whole period again. A record
+    written later than `LATE_S` into a closed bucket (rare: a process that buffered it) shows within `ttl_s`.
+    """
+
+    def __init__(self, *, ttl_s: float = 600.0, max_entries: int = 64, clock: Any = time.time) -> None:
+        self._ttl, self._max, self._clock = ttl_s, max_entries, clock
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[Any, ...], tuple[float, list[UsageSummaryRow]]] = {}
+
+    def summarize(
+        self, store: Store, groups: list[str], *, key: str | None, since: float, bucket_s: float
+    ) -> list[UsageSummaryRow]:
+        now = self._clock()
+        closed = math.floor((now - LATE_S) / bucket_s) * bucket_s
+        start = math.floor(since / bucket_s) * bucket_s
+        entry = (tuple(groups), key, start, closed)
+        with self._lock:
+            hit = self._entries.get(entry)
+        if hit is None or now - hit[0] > self._ttl:
+            hit = (now, store.summarize(groups, since=start, until=closed, key=key))
+            with self._lock:
+                if len(self._entries) >= self._max:
+                    self._entries.clear()
+                self._entries[entry] = hit
+        return [*hit[1], *store.summarize(groups, since=closed, key=key)]
+
+
+def overview(
+    store: Store, rollups: Rollups, *, key: str | None, since: float, bucket: str, by: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The chart data and the per-endpoint table, from one pass over the ledger (grouped by bucket, `by`, endpoint)."""
+    group, label_format, bucket_s = BUCKETS[bucket]
+    groups = [group, by] if by == "endpoint" else [group, by, "endpoint"]
+    rows = rollups.summarize(store, groups, key=key, since=since, bucket_s=bucket_s)
+    return _series(rows, label_format), _endpoints(rows)
+
+
+def _series(rows: list[UsageSummaryRow], label_format: str) -> dict[str, Any]:
+    """Per bucket and group (top `TOP` by spend, then `other`): USD and calls."""
+    starts = sorted({int(float(r.group[0])) for r in rows})
+    index = {str(s): i for i, s in enumerate(starts)}
     spend: dict[str, float] = {}
     for r in rows:
         spend[r.group[1]] = spend.get(r.group[1], 0.0) + r.cost_usd
     top = sorted(spend, key=lambda g: (-spend[g], g))[:TOP]
-    index = {label: i for i, label in enumerate(labels)}
     names = [*top, "other"] if len(spend) > TOP else top
-    usd = {g: [0.0] * len(labels) for g in names}
-    calls = {g: [0] * len(labels) for g in names}
+    usd = {g: [0.0] * len(starts) for g in names}
+    calls = {g: [0] * len(starts) for g in names}
     for r in rows:
-        group = r.group[1] if r.group[1] in usd else "other"
-        usd[group][index[r.group[0]]] += r.cost_usd
-        calls[group][index[r.group[0]]] += r.calls
+        name = r.group[1] if r.group[1] in usd else "other"
+        at = index[str(int(float(r.group[0])))]
+        usd[name][at] += r.cost_usd
+        calls[name][at] += r.calls
     return {
-        "labels": labels,
+        "labels": [datetime.fromtimestamp(s, tz=UTC).strftime(label_format) for s in starts],
         "series": [
             {"name": "(none)" if g == "-" else g, "usd": [round(v, 6) for v in usd[g]], "calls": calls[g]}
             for g in names
@@ -67,23 +116,32 @@ def series(store: Store, *, key: str | None, since: float, bucket: str, by: str)
     }
 
 
-def endpoints(store: Store, *, key: str | None, since: float) -> list[dict[str, Any]]:
-    """Per endpoint: calls, errors, error rate, cache hits, tokens, USD and mean latency."""
-    out = []
-    for r in store.summarize(["endpoint"], since=since, key=key):
-        out.append(
+def _endpoints(rows: list[UsageSummaryRow]) -> list[dict[str, Any]]:
+    """Per endpoint (the last group): calls, errors, error rate, cache hits, tokens, USD and mean latency."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        e = out.setdefault(
+            r.group[-1],
             {
-                "endpoint": r.group[0],
-                "calls": r.calls,
-                "errors": r.errors,
-                "error_rate": r.errors / r.calls if r.calls else 0.0,
-                "cache_hits": r.cache_hits,
-                "tokens": r.input_tokens + r.output_tokens,
-                "cost_usd": r.cost_usd,
-                "latency_s": r.latency_s_avg,
-            }
+                "endpoint": r.group[-1],
+                "calls": 0,
+                "errors": 0,
+                "cache_hits": 0,
+                "tokens": 0,
+                "cost_usd": 0.0,
+                "latency_sum": 0.0,
+            },
         )
-    return sorted(out, key=lambda e: -e["cost_usd"])
+        e["calls"] += r.calls
+        e["errors"] += r.errors
+        e["cache_hits"] += r.cache_hits
+        e["tokens"] += r.input_tokens + r.output_tokens
+        e["cost_usd"] += r.cost_usd
+        e["latency_sum"] += r.latency_s_avg * r.calls
+    for e in out.values():
+        e["error_rate"] = e["errors"] / e["calls"] if e["calls"] else 0.0
+        e["latency_s"] = e.pop("latency_sum") / e["calls"] if e["calls"] else 0.0
+    return sorted(out.values(), key=lambda e: -e["cost_usd"])
 
 
 def burns(workspace: Workspace, *, key: str | None, admin: bool, now: float | None = None) -> list[Burn]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -30,15 +31,14 @@ def router(console: Console) -> APIRouter:
                 f"span, bucket or by not understood. Fix: span one of {list(usage.SPANS)}, bucket hour or day, "
                 f"by one of {list(usage.GROUPS)}",
             )
+        if bucket == "hour" and usage.SPANS[span] > usage.SPANS["7d"]:
+            raise Refused(400, "per hour covers at most 7 days. Fix: choose per day, or the last 24h or 7d")
         since = time.time() - usage.SPANS[span]
         store, key = workspace.store, viewer.usage_key
 
-        def read() -> tuple[object, object, object]:
-            return (
-                usage.series(store, key=key, since=since, bucket=bucket, by=by),
-                usage.endpoints(store, key=key, since=since),
-                usage.burns(workspace, key=key, admin=viewer.admin),
-            )
+        def read() -> tuple[dict[str, Any], list[dict[str, Any]], list[usage.Burn]]:
+            chart, endpoints = usage.overview(store, console.rollups, key=key, since=since, bucket=bucket, by=by)
+            return chart, endpoints, usage.burns(workspace, key=key, admin=viewer.admin)
 
         chart, endpoints, burns = await asyncio.to_thread(read)
         return console.page(
