@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -257,6 +258,29 @@ def test_labels_are_stored_escaped_and_exported_as_a_new_version(app: FastAPI, s
     assert all("human_verdict" not in c.metadata for c in unchanged)
     as_cases = [Case(id=c.id, input=c.input, expected=c.expected, metadata=c.metadata) for c in cases.values()]
     assert [c.id for c in calibration_cases(as_cases)] == [case_id[1]]  # the judge-agreement tools read it
+
+
+def test_the_playground_streams_within_the_key_scopes_and_checks_its_input(app: FastAPI, seeded: Seeded) -> None:
+    team, token = sign_in(app, seeded.team_b)  # may use `det` only
+    assert team.post("/playground/stream", data={"endpoint": "det", "user": "hi"}).status_code == 403  # no token
+    refused = team.post("/playground/stream", data={"endpoint": "flaky", "user": "hi", "csrf": token})
+    assert refused.status_code == 403 and "may not use `flaky`" in refused.text
+    streamed = team.post("/playground/stream", data={"endpoint": "det", "user": "hi there", "csrf": token})
+    assert streamed.status_code == 200 and streamed.headers["content-type"].startswith("text/event-stream")
+    events = [json.loads(line[6:]) for line in streamed.text.split("\n\n") if line.startswith("data: ")]
+    assert "".join(e.get("delta", "") for e in events) == "echo: hi there"
+    assert events[-1]["done"] and events[-1]["output_tokens"] > 0 and events[-1]["cost_usd"] > 0
+    for form, field in (
+        ({"endpoint": "det", "user": " "}, "user"),
+        ({"endpoint": "det", "user": "x", "max_tokens": "lots"}, "max_tokens"),
+        ({"endpoint": "det", "user": "x", "max_tokens": "0"}, "max_tokens"),
+        ({"endpoint": "det", "user": "x", "json_schema": "{not json"}, "json_schema"),
+        ({"endpoint": "nope", "user": "x"}, "nope"),
+    ):
+        bad = team.post("/playground/stream", data={**form, "csrf": token})
+        assert bad.status_code in (400, 403, 404) and field in bad.text, (form, bad.text[-300:])
+    saved = team.post("/playground/save", data={"set": "../etc", "user": "x", "outputs": "{}", "csrf": token})
+    assert saved.status_code == 400 and "set:" in saved.text
 
 
 def test_logout_needs_the_token_and_ends_the_session(app: FastAPI, seeded: Seeded) -> None:

@@ -289,3 +289,27 @@ def test_open_an_evaluation_drill_into_a_case_label_and_export(open_page: Any, s
     assert cases[case_id].metadata["human_verdict"] == "fail"
     assert cases[case_id].metadata["human_comment"] == "looks wrong to me"
     watch.check("exported")
+
+
+def test_compare_two_endpoints_in_the_playground_and_save_the_comparison(open_page: Any, seeded: Seeded) -> None:
+    watch = open_page()
+    page = watch.page
+    sign_in(watch, seeded.team_a)
+    page.get_by_role("link", name="Playground").click()
+    page.get_by_label("Prompt").fill("hello there from the browser")
+    page.get_by_label("Endpoint 1").select_option("det")
+    page.get_by_label("Endpoint 2").select_option("flaky")
+    page.get_by_role("button", name="Compare").click()
+    for endpoint, answer in (("det", "echo: hello there from the browser"), ("flaky", "fine:")):
+        column = page.locator(f"article[data-endpoint='{endpoint}']")
+        column.get_by_text("served by").wait_for()
+        assert column.locator("pre").inner_text().startswith(answer)
+        assert re.search(r"\d+ in / \d+ out tokens · \$\d", column.locator(".figures").inner_text())
+    watch.check("playground")
+    page.get_by_label("Expected answer from").select_option("det")
+    page.get_by_role("button", name="Save comparison").click()
+    version = int(page.get_by_role("heading", name=re.compile(r"Saved playground v\d+")).inner_text().rsplit("v", 1)[1])
+    (case,) = seeded.workspace.eval_store.cases("playground", version)[-1:]
+    assert case.input == "hello there from the browser" and case.expected.startswith("echo: hello there")
+    assert set(case.metadata["outputs"]) == {"det", "flaky"}
+    watch.check("playground-saved")

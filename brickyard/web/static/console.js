@@ -75,3 +75,76 @@ function hints() {
 }
 
 document.addEventListener("DOMContentLoaded", () => { usageCharts(); paretoChart(); hints(); });
+
+// The playground: one streamed request per chosen endpoint, read as server-sent events from a POST.
+function playground() {
+  const form = document.getElementById("playground");
+  if (!form) return;
+  const token = document.querySelector('meta[name="csrf-token"]').content;
+  const results = document.getElementById("p-results");
+  const save = document.getElementById("p-save");
+  const expected = document.getElementById("p-expected");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const chosen = Array.from(document.querySelectorAll("select.p-endpoint")).map((s) => s.value).filter((v) => v);
+    results.replaceChildren();
+    save.hidden = true;
+    const outputs = {};
+    await Promise.all(chosen.map((endpoint) => streamOne(endpoint, form, token, results, outputs)));
+    document.getElementById("p-save-user").value = form.elements.user.value;
+    document.getElementById("p-save-system").value = form.elements.system.value;
+    document.getElementById("p-save-outputs").value = JSON.stringify(outputs);
+    expected.replaceChildren(new Option("none (unlabelled)", ""), ...Object.keys(outputs).map((e) => new Option(e, e)));
+    save.hidden = Object.keys(outputs).length === 0;
+  });
+}
+
+async function streamOne(endpoint, form, token, results, outputs) {
+  const column = document.createElement("article");
+  const title = document.createElement("h2");
+  const text = document.createElement("pre");
+  const figures = document.createElement("p");
+  title.textContent = endpoint;
+  figures.className = "figures note";
+  figures.textContent = "waiting…";
+  column.append(title, text, figures);
+  column.dataset.endpoint = endpoint;
+  results.append(column);
+  const body = new URLSearchParams(new FormData(form));
+  body.set("endpoint", endpoint);
+  const started = performance.now();
+  const response = await fetch("/playground/stream", { method: "POST", body: body, headers: { "X-CSRF-Token": token } });
+  if (!response.ok) {
+    const page = new DOMParser().parseFromString(await response.text(), "text/html");
+    const alert = page.querySelector('[role="alert"]');
+    figures.textContent = "error: " + (alert ? alert.textContent : response.status);
+    column.classList.add("fail");
+    return;
+  }
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value;
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const event = JSON.parse(buffer.slice(0, cut).replace(/^data: /, ""));
+      buffer = buffer.slice(cut + 2);
+      if (event.delta !== undefined) {
+        text.textContent += event.delta;
+        if (figures.textContent === "waiting…") figures.textContent = "first piece after " + ((performance.now() - started) / 1000).toFixed(2) + " s";
+      } else if (event.error) {
+        figures.textContent = "error: " + event.error;
+        column.classList.add("fail");
+      } else if (event.done) {
+        figures.textContent = event.latency_s.toFixed(2) + " s · " + event.input_tokens + " in / " + event.output_tokens +
+          " out tokens · $" + (event.cost_usd || 0).toFixed(6) + " · served by " + event.served_by;
+        outputs[endpoint] = { text: text.textContent, latency_s: event.latency_s, input_tokens: event.input_tokens,
+          output_tokens: event.output_tokens, cost_usd: event.cost_usd };
+      }
+    }
+  }
+}
+
+document.addEventListener("DOMContentLoaded", playground);
