@@ -283,6 +283,28 @@ def test_the_playground_streams_within_the_key_scopes_and_checks_its_input(app: 
     assert saved.status_code == 400 and "set:" in saved.text
 
 
+def test_agents_are_listed_diffed_run_and_traced_within_the_key_scopes(app: FastAPI, seeded: Seeded) -> None:
+    outsider, outsider_token = sign_in(app, seeded.team_b)  # no agent in its scopes
+    assert "sentiment" not in outsider.get("/agents").text
+    assert outsider.get("/agents/sentiment").status_code == 404
+    ran = outsider.post("/agents/sentiment/run", data={"input": "x", "csrf": outsider_token})
+    assert ran.status_code == 404
+    team, token = sign_in(app, seeded.team_a)
+    page = team.get("/agents/sentiment?a=1&b=2")
+    assert page.status_code == 200 and ('class="diff-changed"' in page.text or 'class="diff-added"' in page.text)
+    assert "overall sentiment" in page.text
+    assert team.get("/agents/sentiment?a=1&b=9").status_code == 404
+    assert team.post("/agents/sentiment/run", data={"input": "a fine film"}).status_code == 403  # no token
+    assert team.post("/agents/sentiment/run", data={"input": "  ", "csrf": token}).status_code == 400
+    ran = team.post("/agents/sentiment/run", data={"input": "case 4: a fine film", "csrf": token})
+    assert ran.status_code == 200
+    run_id = re.search(r'href="/agents/runs/([0-9a-f]+)"', ran.text)
+    assert run_id
+    trace = team.get(f"/agents/runs/{run_id[1]}")
+    assert trace.status_code == 200 and "case 4: a fine film" in trace.text and "<td>model</td>" in trace.text
+    assert outsider.get(f"/agents/runs/{run_id[1]}").status_code == 404
+
+
 def test_logout_needs_the_token_and_ends_the_session(app: FastAPI, seeded: Seeded) -> None:
     c, token = sign_in(app, seeded.admin)
     assert c.post("/logout").status_code == 403

@@ -313,3 +313,23 @@ def test_compare_two_endpoints_in_the_playground_and_save_the_comparison(open_pa
     assert case.input == "hello there from the browser" and case.expected.startswith("echo: hello there")
     assert set(case.metadata["outputs"]) == {"det", "flaky"}
     watch.check("playground-saved")
+
+
+def test_agents_versions_side_by_side_a_run_and_its_trace(open_page: Any, seeded: Seeded) -> None:
+    watch = open_page()
+    page = watch.page
+    sign_in(watch, seeded.team_a)
+    page.get_by_role("link", name="Agents").click()
+    watch.check("agents")
+    page.get_by_role("link", name="sentiment").click()
+    changed = page.locator("table.diff tr.diff-changed, table.diff tr.diff-added")
+    assert "overall sentiment" in changed.first.inner_text()
+    watch.check("agent")
+    page.get_by_label("Input").fill("case 7: a slow but moving film")
+    page.get_by_role("button", name="Run sentiment").click()
+    page.locator("section.ran").wait_for()
+    assert page.locator("section.ran pre").inner_text().strip() in ('"pos"', '"neg"', "pos", "neg")
+    page.locator("section.ran a").click()
+    assert page.get_by_text("case 7: a slow but moving film").first.is_visible()
+    assert page.locator("table.steps tbody tr").count() >= 1
+    watch.check("trace")

@@ -127,7 +127,7 @@ def seed(root: Path) -> Seeded:
     con.close()
     agents = Agents(ws)
     agents.create(parse_spec({"name": "sentiment", "kind": "classify", "labels": LABELS, "endpoint": "det"}))
-    agents.close()
+    agents.close()  # version 2 comes after the evaluation (it evaluates version 1)
     datasets = EvalDatasets(ws.path)
     cases = [Case(id=str(i), input=f"case {i}: a review", expected=LABELS[i % 2]) for i in range(60)]
     datasets.create("reviews", cases, source="test", dev_fraction=0.3, seed=7)
@@ -142,4 +142,8 @@ def seed(root: Path) -> Seeded:
     )
     with ThreadPoolExecutor(1) as pool:  # its own thread: a caller (Playwright's sync API) may run a loop here
         evaluation = pool.submit(asyncio.run, job).result()
+    agents = Agents(ws)
+    spec = {"name": "sentiment", "kind": "classify", "labels": LABELS, "endpoint": "det"}
+    agents.create(parse_spec({**spec, "instructions": "Label the review's overall sentiment."}))
+    agents.close()
     return Seeded(ws, admin, team_a, team_b, evaluation.record["run_id"], spent["team-a"], spent["team-b"])

@@ -58,7 +58,7 @@ def router(console: Console) -> APIRouter:
     async def sql_page(request: Request, job: str | None = None) -> Response:
         viewer = console.require(request)
         current = owned(viewer, job) if job else None
-        hints = {n: HINTS.get(n, f"{n}(...)") for n in sorted(AI_FUNCTIONS)}
+        hints = {n: HINTS.get(n, f"{n}(...)") for n in sorted(AI_FUNCTIONS) if not n.startswith("_")}
         return console.page(
             request,
             "sql.html",
