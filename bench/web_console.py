@@ -158,6 +158,10 @@ def _evaluations(ws: Workspace) -> str:
     )
     with ThreadPoolExecutor(1) as pool:
         rec = pool.submit(asyncio.run, job).result().record
+    agents = Agents(ws)
+    spec = {"name": "sentiment", "kind": "classify", "labels": LABELS, "endpoint": "det"}
+    agents.create(parse_spec({**spec, "instructions": "Label the review's overall sentiment."}))
+    agents.close()
     folder = ws.path / "evals" / "runs"
     first = str(rec["run_id"])
     for i in range(1, RUNS):
@@ -211,6 +215,9 @@ def run() -> dict[str, Any]:
             ("one evaluation: leaderboard, plot, 210 cases", admin, f"/evals/{run_id}"),
             ("one evaluation, disagreements only", admin, f"/evals/{run_id}?show=disagreements"),
             ("one case side by side", admin, f"/evals/{run_id}/cases/{case_id}"),
+            ("playground", team, "/playground"),
+            ("agents", team, "/agents"),
+            ("an agent: versions side by side, runs", team, "/agents/sentiment"),
         ]
         load_before = os.getloadavg()
         figures = [{"page": name, "path": path, **_time(client, path)} for name, client, path in pages]

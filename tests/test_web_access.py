@@ -201,6 +201,12 @@ def test_sql_jobs_run_with_the_api_checks_and_stay_with_their_key(app: FastAPI, 
     assert done.count('class="row-error"') == 7  # rows 7, 14, ... 49 of the first page say boom
     rows = list(csv.reader(io.StringIO(team.get(f"/sql/jobs/{job_id[1]}/results.csv").text)))
     assert rows[0] == ["id", "answer"] and len(rows) == 121 and "boom" in rows[7][1]
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(team.get(f"/sql/jobs/{job_id[1]}/results.parquet").content))
+    assert table.num_rows == 120 and table.column_names == ["id", "answer"]
+    answers = table.column("answer").to_pylist()
+    assert "boom" in str(answers[6]) and answers[0]["result"].startswith("fine")  # per-row errors kept, typed
     assert team.get(f"/sql?job={job_id[1]}").status_code == 200  # a reload finds the job
     other, _ = sign_in(app, seeded.team_b)
     assert other.get(f"/sql/jobs/{job_id[1]}").status_code == 404
