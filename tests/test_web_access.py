@@ -9,7 +9,9 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -20,6 +22,7 @@ from brickyard.evals._types import Case
 from brickyard.evals.judge_agreement import calibration_cases
 from brickyard.server.app import create_app
 from brickyard.web.sessions import COOKIE, Sessions
+from brickyard.web.store import ConsoleStore
 from brickyard.web.usage import _burn
 
 ORIGIN = "http://127.0.0.1"
@@ -348,17 +351,23 @@ def test_rollups_add_up_to_the_ledger_and_see_new_usage_at_once(tmp_path: Path) 
     ws.store.close()
 
 
-def test_sessions_expire_when_idle_and_are_bounded() -> None:
+def test_sessions_expire_when_idle_are_bounded_and_stored_hashed(tmp_path: Path) -> None:
     now = [1000.0]
-    sessions = Sessions(idle_s=60, max_sessions=3, clock=lambda: now[0])
+    store = ConsoleStore(tmp_path / "console.sqlite")
+    sessions = Sessions(store, idle_s=60, max_sessions=3, clock=lambda: now[0])
     first = sessions.create("a")
     now[0] += 59
-    assert sessions.get(first.id) is first
+    assert sessions.get(first.id) == first
     now[0] += 61
     assert sessions.get(first.id) is None
     made = [sessions.create(str(i)) for i in range(5)]
     assert len(sessions) == 3 and sessions.get(made[0].id) is None and sessions.get(made[-1].id) is not None
     assert not made[-1].csrf_matches(None) and not made[-1].csrf_matches("") and made[-1].csrf_matches(made[-1].csrf)
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("console.sqlite*"))
+    assert made[-1].id.encode() not in stored and made[-1].csrf.encode() in stored  # only the id's hash is kept
+    other = Sessions(ConsoleStore(tmp_path / "console.sqlite"), idle_s=60, clock=lambda: now[0])
+    assert other.get(made[-1].id) == made[-1]  # another worker process sees the same session
+    assert other.get("x" * 10_000) is None
 
 
 def test_the_open_server_lets_loopback_in_without_a_key(tmp_path: Path) -> None:
@@ -368,3 +377,60 @@ def test_the_open_server_lets_loopback_in_without_a_key(tmp_path: Path) -> None:
     app = create_app(ws)
     stranger = TestClient(app, base_url=ORIGIN, follow_redirects=False)  # the test client is not loopback
     assert stranger.post("/login", data={"key": ""}).status_code == 401
+
+
+def test_two_worker_processes_share_sessions_and_query_jobs(tmp_path: Path) -> None:
+    import duckdb
+    from conftest import SERVER_CONFIG, make_key
+    from test_server_workers import brickyard_serve
+
+    from brickyard import Workspace
+
+    ws = Workspace.init(tmp_path / "ws")
+    ws.config_path.write_text(SERVER_CONFIG, encoding="utf-8")
+    key = make_key(ws, "analyst", sql=True)
+    con = duckdb.connect(str(ws.warehouse_path))
+    con.execute("CREATE TABLE tickets AS SELECT i AS id, 'ticket ' || i AS body FROM range(1, 121) t(i)")
+    con.close()
+    with brickyard_serve(ws, 2, tmp_path / "serve.log") as (_, url):
+        pids = {httpx_get(url, "/readyz").json()["pid"] for _ in range(20)}
+        assert len(pids) == 2, "both workers should answer"
+        signed = httpx_post(url, "/login", {"key": key}, cookies={}, headers={"Origin": url})
+        cookies = {COOKIE: signed.cookies[COOKIE]}
+        pages = [httpx_get(url, "/usage", cookies=cookies) for _ in range(12)]  # a new connection each time
+        assert [p.status_code for p in pages] == [200] * 12
+        token = re.search(r'name="csrf" value="([^"]+)"', pages[0].text)[1]  # type: ignore[index]
+        sql = "SELECT id, ai_query('det', body) AS answer FROM tickets ORDER BY id"
+        started = httpx_post(url, "/sql/jobs", {"sql": sql, "csrf": token}, cookies=cookies)
+        job = re.search(r'data-job="([0-9a-f]+)"', started.text)[1]  # type: ignore[index]
+        assert "120 row(s)" in _poll(url, job, cookies, "status-done")
+        heavy = "SELECT count(*) FROM tickets a, tickets b, tickets c, tickets d, tickets e, tickets f"
+        started = httpx_post(url, "/sql/jobs", {"sql": heavy, "csrf": token}, cookies=cookies)
+        job = re.search(r'data-job="([0-9a-f]+)"', started.text)[1]  # type: ignore[index]
+        for _ in range(3):  # whichever worker answers, the one running the query stops it
+            httpx_post(url, f"/sql/jobs/{job}/cancel", {"csrf": token}, cookies=cookies)
+        _poll(url, job, cookies, "status-cancelled")
+
+
+def httpx_get(url: str, path: str, *, cookies: dict[str, str] | None = None) -> httpx.Response:
+    """A GET on a new connection (so the two workers take turns at random)."""
+    with httpx.Client(base_url=url, timeout=30, cookies=cookies) as fresh:
+        return fresh.get(path)
+
+
+def httpx_post(
+    url: str, path: str, data: dict[str, str], *, cookies: dict[str, str] | None = None, **options: Any
+) -> httpx.Response:
+    with httpx.Client(base_url=url, timeout=30, cookies=cookies) as fresh:
+        return fresh.post(path, data=data, **options)
+
+
+def _poll(url: str, job: str, cookies: dict[str, str], wanted: str) -> str:
+    deadline = time.monotonic() + 30
+    while True:
+        text = httpx_get(url, f"/sql/jobs/{job}", cookies=cookies).text
+        if wanted in text:
+            return text
+        assert "status-running" in text, text[-500:]
+        assert time.monotonic() < deadline, f"{wanted} not reached"
+        time.sleep(0.2)

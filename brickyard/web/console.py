@@ -19,6 +19,7 @@ from brickyard.server.auth import LOOPBACK, Principal
 from brickyard.server.state import ServerState
 from brickyard.web.jobs import Jobs
 from brickyard.web.sessions import COOKIE, CSRF_FIELD, CSRF_HEADER, Session, Sessions
+from brickyard.web.store import CONSOLE_NAME, ConsoleStore
 from brickyard.web.usage import Rollups
 
 HERE = Path(__file__).parent
@@ -77,8 +78,9 @@ class Console:
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.workspace = state.workspace
-        self.sessions = Sessions()
-        self.jobs = Jobs()
+        self.store = ConsoleStore(state.workspace.path / CONSOLE_NAME)
+        self.sessions = Sessions(self.store)
+        self.jobs = Jobs(self.store)
         self.rollups = Rollups()
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.filters["usd"] = lambda v: f"${(v or 0):,.4f}"

@@ -1,7 +1,8 @@
-"""Long console work as jobs with ids: a SQL query runs on a thread; the page polls its state and survives a reload.
+"""Long console work as jobs with ids: a SQL query runs on a thread; any page (any worker) follows it by polling.
 
-Jobs are kept by the console of one server (`Console.jobs`), owned by the key that started them, and
-forgotten `keep_s` after they end (at most `max_jobs`, oldest finished first).
+A job's state lives in the console's file (`brickyard.web.store`): the process running it writes its progress
+every `beat_s` and its rows when done, and reads whether someone asked to cancel it. A job whose process stopped
+(no heartbeat for `stale_s`) is shown as failed. Finished jobs are forgotten after `keep_s` (at most `max_jobs`).
 """
 
 from __future__ import annotations
@@ -10,130 +11,178 @@ import contextlib
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from brickyard.web.store import ConsoleStore
+
 RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
+
+Runner = Callable[[Callable[[Any], None]], Any]
+"""Runs the query, handing its connection to the callback first; returns a `SQLResult` or raises."""
 
 
 @dataclass
 class SQLJob:
-    """One query run from the console: its state, progress and, once done, its rows (or its error)."""
+    """A query job as the pages show it."""
 
     id: str
     owner: str | None
     sql: str
     started: float
-    status: str = RUNNING
+    status: str
     finished: float | None = None
+    progress: float | None = None
+    spent_usd: float = 0.0
     columns: list[str] = field(default_factory=list)
     rows: list[list[Any]] = field(default_factory=list)
     truncated: bool = False
-    cost_usd: float = 0.0
     error: str | None = None
-    _con: Any = None
-    _cancelled: threading.Event = field(default_factory=threading.Event)
 
     @property
-    def progress(self) -> float | None:
-        """DuckDB's own estimate of how far the query is (0..1), None when it has none."""
-        if self.status != RUNNING:
-            return 1.0 if self.status == DONE else None
-        con = self._con
-        if con is None:
-            return None
-        with contextlib.suppress(Exception):
-            value = float(con.duckdb.query_progress())
-            return value / 100 if value >= 0 else None
-        return None
-
-    @property
-    def spent_usd(self) -> float:
-        """USD spent so far (exact once done)."""
-        con = self._con
-        if self.status == RUNNING and con is not None and con.brickyard.cap is not None:
-            return float(con.brickyard.cap.spent_usd)
-        return self.cost_usd
+    def cost_usd(self) -> float:
+        return self.spent_usd
 
     @property
     def elapsed_s(self) -> float:
         return (self.finished or time.time()) - self.started
 
-    def cancel(self) -> None:
-        """Stop the query: DuckDB is interrupted until the job ends (a query just starting misses one interrupt)."""
-        if self._cancelled.is_set():
-            return
-        self._cancelled.set()
-        threading.Thread(target=self._interrupt, name=f"console-cancel-{self.id}", daemon=True).start()
 
-    def _interrupt(self) -> None:
+class _Running:
+    """The part of a job only its own process has: the DuckDB connection, to read progress and interrupt it."""
+
+    def __init__(self) -> None:
+        self.con: Any = None
+        self.cancelled = threading.Event()
+        self.finished = threading.Event()
+
+    def progress(self) -> tuple[float | None, float]:
+        con = self.con
+        if con is None:
+            return None, 0.0
+        value: float | None = None
+        with contextlib.suppress(Exception):
+            raw = float(con.duckdb.query_progress())
+            value = raw / 100 if raw >= 0 else None
+        cap = con.brickyard.cap
+        return value, float(cap.spent_usd) if cap is not None else 0.0
+
+    def interrupt_until_done(self) -> None:
+        """Interrupt DuckDB until the run ends (a query just starting would miss a single interrupt)."""
         deadline = time.monotonic() + 60
-        while self.finished is None and time.monotonic() < deadline:
-            con = self._con
+        while not self.finished.is_set() and time.monotonic() < deadline:
+            con = self.con
             if con is not None:
                 with contextlib.suppress(Exception):
                     con.duckdb.interrupt()
             time.sleep(0.05)
 
 
-Runner = Callable[[Callable[[Any], None]], Any]
-"""Runs the query, handing its connection to the callback first; returns a `SQLResult` or raises."""
-
-
 class Jobs:
-    """The jobs of one console (thread-safe)."""
+    """The query jobs of one workspace's console."""
 
-    def __init__(self, *, keep_s: float = 3600.0, max_jobs: int = 200) -> None:
-        self._keep = keep_s
-        self._max = max_jobs
+    def __init__(
+        self,
+        store: ConsoleStore,
+        *,
+        keep_s: float = 3600.0,
+        max_jobs: int = 200,
+        beat_s: float = 0.25,
+        stale_s: float = 15.0,
+    ) -> None:
+        self._store = store
+        self._keep, self._max, self._beat, self._stale = keep_s, max_jobs, beat_s, stale_s
         self._lock = threading.Lock()
-        self._jobs: OrderedDict[str, SQLJob] = OrderedDict()
+        self._running: dict[str, _Running] = {}
 
     def start(self, owner: str | None, sql: str, run: Runner) -> SQLJob:
-        job = SQLJob(id=secrets.token_hex(8), owner=owner, sql=sql, started=time.time())
+        job_id, now = secrets.token_hex(8), time.time()
+        self._store.drop_jobs(now - self._keep, self._max)
+        self._store.add_job(job_id, owner, sql, now)
+        running = _Running()
         with self._lock:
-            self._prune()
-            self._jobs[job.id] = job
-        threading.Thread(target=self._run, args=(job, run), name=f"console-sql-{job.id}", daemon=True).start()
+            self._running[job_id] = running
+        threading.Thread(
+            target=self._run, args=(job_id, running, run), name=f"console-sql-{job_id}", daemon=True
+        ).start()
+        threading.Thread(target=self._watch, args=(job_id, running), name=f"console-beat-{job_id}", daemon=True).start()
+        return SQLJob(job_id, owner, sql, now, RUNNING)
+
+    def get(self, job_id: str, *, with_rows: bool = True) -> SQLJob | None:
+        record = self._store.job(job_id, with_rows=with_rows) if len(job_id) <= 64 else None
+        if record is None:
+            return None
+        job = SQLJob(
+            id=record["id"],
+            owner=record["owner"],
+            sql=record["sql"],
+            started=record["started"],
+            status=record["status"],
+            finished=record["finished"],
+            progress=record["progress"],
+            spent_usd=record["spent_usd"] or 0.0,
+            columns=record["columns"],
+            rows=record["rows"],
+            truncated=bool(record["truncated"]),
+            error=record["error"],
+        )
+        if job.status == RUNNING and time.time() - record["heartbeat"] > self._stale:
+            job.status, job.error = FAILED, "the server process running this query stopped. Fix: run it again"
         return job
 
-    def get(self, job_id: str) -> SQLJob | None:
+    def cancel(self, job_id: str) -> None:
+        """Ask the process running the job to stop it (this one, or another worker within `beat_s`)."""
+        self._store.request_cancel(job_id)
         with self._lock:
-            return self._jobs.get(job_id)
+            running = self._running.get(job_id)
+        if running is not None:
+            self._stop(running)
 
-    def _run(self, job: SQLJob, run: Runner) -> None:
+    def _stop(self, running: _Running) -> None:
+        if not running.cancelled.is_set():
+            running.cancelled.set()
+            threading.Thread(target=running.interrupt_until_done, daemon=True).start()
+
+    def _watch(self, job_id: str, running: _Running) -> None:
+        while not running.finished.wait(self._beat):
+            progress, spent = running.progress()
+            with contextlib.suppress(Exception):
+                if self._store.beat(job_id, time.time(), progress, spent):
+                    self._stop(running)
+
+    def _run(self, job_id: str, running: _Running, run: Runner) -> None:
         def watch(con: Any) -> None:
-            if job._cancelled.is_set():
+            if running.cancelled.is_set():
                 raise _Cancelled("cancelled")
-            job._con = con
+            running.con = con
 
+        columns: list[str] = []
+        rows: list[list[Any]] = []
+        truncated, error = False, None
         try:
             result = run(watch)
         except Exception as exc:
-            job.error = "cancelled" if job._cancelled.is_set() else _message(exc)
-            job.status = CANCELLED if job._cancelled.is_set() else FAILED
+            status = CANCELLED if running.cancelled.is_set() else FAILED
+            error = "cancelled" if status == CANCELLED else _message(exc)
+            spent = running.progress()[1]
         else:
-            job.columns, job.rows, job.truncated, job.cost_usd = (
-                result.columns,
-                result.rows,
-                result.truncated,
-                result.cost_usd,
-            )
-            job.status = CANCELLED if job._cancelled.is_set() else DONE
+            status = CANCELLED if running.cancelled.is_set() else DONE
+            columns, rows, truncated, spent = result.columns, result.rows, result.truncated, result.cost_usd
         finally:
-            if job.status == CANCELLED and job._con is not None and job._con.brickyard.cap is not None:
-                with contextlib.suppress(Exception):
-                    job.cost_usd = float(job._con.brickyard.cap.spent_usd)
-            job._con = None
-            job.finished = time.time()
-
-    def _prune(self) -> None:
-        now = time.time()
-        for job_id, job in list(self._jobs.items()):
-            if job.finished is not None and (now - job.finished > self._keep or len(self._jobs) >= self._max):
-                del self._jobs[job_id]
+            running.finished.set()
+            with self._lock:
+                self._running.pop(job_id, None)
+        self._store.finish_job(
+            job_id,
+            status=status,
+            now=time.time(),
+            columns=columns,
+            rows=rows,
+            truncated=truncated,
+            spent_usd=spent,
+            error=error,
+        )
 
 
 class _Cancelled(Exception):

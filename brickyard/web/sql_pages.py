@@ -47,8 +47,8 @@ def router(console: Console) -> APIRouter:
         if not viewer.sql:
             raise Refused(403, f"key {viewer.name} may not run SQL. Fix: ask an admin for a key created with --sql")
 
-    def owned(viewer: Viewer, job_id: str) -> SQLJob:
-        job = console.jobs.get(job_id)
+    def owned(viewer: Viewer, job_id: str, *, with_rows: bool = True) -> SQLJob:
+        job = console.jobs.get(job_id, with_rows=with_rows)
         if job is None or (job.owner != viewer.principal.name and not viewer.admin):
             raise Refused(404, f"no query job {job_id[:40]} (jobs are kept for an hour). Fix: run the query again")
         return job
@@ -126,9 +126,9 @@ def router(console: Console) -> APIRouter:
     @page
     async def cancel(request: Request, job_id: str) -> Response:
         viewer, _ = await console.check_post(request)
-        job = owned(viewer, job_id)
+        job = owned(viewer, job_id, with_rows=False)
         if job.status == RUNNING:
-            job.cancel()
+            console.jobs.cancel(job.id)
         return console.page(request, "sql_job.html", viewer, job=job, page_rows=job_page(job, 1))
 
     @web.get("/sql/jobs/{job_id}/results.csv")
