@@ -314,6 +314,43 @@ def test_agents_are_listed_diffed_run_and_traced_within_the_key_scopes(app: Fast
     assert outsider.get(f"/agents/runs/{run_id[1]}").status_code == 404
 
 
+def _follow_eval(c: TestClient, job_id: str, wanted: str) -> str:
+    deadline = time.monotonic() + 60
+    while True:
+        text = c.get(f"/evals/jobs/{job_id}").text
+        if wanted in text:
+            return text
+        assert "status-running" in text, text[-800:]
+        assert time.monotonic() < deadline, f"{wanted} not reached"
+        time.sleep(0.2)
+
+
+def test_sweeps_run_as_jobs_for_admins_and_can_be_cancelled(app: FastAPI, seeded: Seeded) -> None:
+    team, team_token = sign_in(app, seeded.team_a)
+    form = {"agent": "sentiment", "dataset": "reviews", "candidates": "mid/zero-shot"}
+    assert team.post("/evals/launch", data={**form, "csrf": team_token}).status_code == 403
+    assert team.post(f"/evals/{seeded.run_id}/rerun", data={"csrf": team_token}).status_code == 403
+    c, token = sign_in(app, seeded.admin)
+    assert c.post("/evals/launch", data={**form, "max_cost": "-1", "csrf": token}).status_code == 400
+    started = c.post("/evals/launch", data={**form, "csrf": token})
+    assert started.headers["hx-push-url"].startswith("/evals?job=")
+    job_id = re.search(r'data-job="([0-9a-f]+)"', started.text)[1]  # type: ignore[index]
+    done = _follow_eval(c, job_id, "status-done")
+    run_id = re.search(r'href="/evals/([^"]+)">open evaluation', done)[1]  # type: ignore[index]
+    rec = seeded.workspace.eval_store.run(run_id)
+    assert rec is not None and [x["id"] for x in rec["candidates"]] == ["mid/zero-shot"]
+    assert c.get(f"/evals?job={job_id}").status_code == 200  # a reload finds the job
+    assert team.get(f"/evals/jobs/{job_id}").status_code == 403
+    unknown = c.post("/evals/launch", data={**form, "agent": "nope", "csrf": token})
+    assert "no agent `nope`" in _follow_eval(c, re.search(r'data-job="([0-9a-f]+)"', unknown.text)[1], "status-failed")  # type: ignore[index]
+    slow = c.post("/evals/launch", data={**form, "candidates": "slow/zero-shot", "csrf": token})
+    slow_id = re.search(r'data-job="([0-9a-f]+)"', slow.text)[1]  # type: ignore[index]
+    time.sleep(0.5)
+    assert c.post(f"/evals/jobs/{slow_id}/cancel", data={"csrf": token}).status_code == 200
+    _follow_eval(c, slow_id, "status-cancelled")
+    assert c.get(f"/sql/jobs/{slow_id}").status_code == 404  # an evaluation job is not a query job
+
+
 def test_logout_needs_the_token_and_ends_the_session(app: FastAPI, seeded: Seeded) -> None:
     c, token = sign_in(app, seeded.admin)
     assert c.post("/logout").status_code == 403

@@ -333,3 +333,24 @@ def test_agents_versions_side_by_side_a_run_and_its_trace(open_page: Any, seeded
     assert page.get_by_text("case 7: a slow but moving film").first.is_visible()
     assert page.locator("table.steps tbody tr").count() >= 1
     watch.check("trace")
+
+
+def test_launch_a_sweep_and_follow_it_to_the_new_run(open_page: Any, seeded: Seeded) -> None:
+    watch = open_page()
+    page = watch.page
+    sign_in(watch, seeded.admin)
+    page.goto("/evals")
+    page.get_by_label("Agent to evaluate").select_option("sentiment")
+    page.get_by_label("Evaluation set").select_option("reviews")
+    page.get_by_label(re.compile("^Candidates")).fill("good/zero-shot, mid/zero-shot")
+    page.get_by_role("button", name="Launch sweep").click()
+    page.locator("#eval-job section.job").wait_for()
+    page.wait_for_url("**/evals?job=*")  # the job's address, so a reload finds it
+    page.reload()
+    link = page.get_by_role("link", name=re.compile("open evaluation"))
+    link.wait_for(timeout=30_000)
+    assert "good/zero-shot" in page.get_by_label("Progress log").inner_text()
+    watch.check("evaluation-launched")
+    link.click()
+    assert page.get_by_role("heading", name=re.compile("Evaluation of")).is_visible()
+    assert seeded.run_id not in page.url

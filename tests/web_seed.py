@@ -70,6 +70,14 @@ def register_models(ws: Workspace) -> None:
             _scripted(accuracy, seed=len(name)),
             EndpointConfig(model=f"function:{name}", price_input_per_1m=price, price_output_per_1m=price, cache=False),
         )
+
+    async def slow(request: ChatRequest) -> dict[str, str]:
+        await asyncio.sleep(2.0)  # long enough to cancel a sweep of it
+        return {"label": LABELS[0]}
+
+    ws.registry.register(
+        "slow", FunctionModel(slow, name="function:slow"), EndpointConfig(model="function:slow", cache=False)
+    )
     ws.registry.register(
         "flaky", FunctionModel(_flaky, name="function:flaky"), EndpointConfig(model="function:flaky", cache=False)
     )

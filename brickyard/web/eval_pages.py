@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import io
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
+from rich.console import Console as RichConsole
 from starlette.responses import Response
 
+from brickyard.evals import evaluate, rerun
 from brickyard.store.evals import Label
 from brickyard.web import evals
 from brickyard.web.console import Console, Refused, Viewer
 from brickyard.web.home_pages import guarded
+from brickyard.web.jobs import SQLJob
 
 VERDICTS = ("", "pass", "fail")
 
@@ -29,13 +34,23 @@ def router(console: Console) -> APIRouter:
 
     @web.get("/evals")
     @page
-    async def runs(request: Request, agent: str | None = None) -> Response:
+    async def runs(request: Request, agent: str | None = None, job: str | None = None) -> Response:
         viewer = console.require(request)
+        current = eval_job(viewer, job) if job and viewer.admin else None
         records = await asyncio.to_thread(workspace.eval_store.runs, agent or None)
         visible = [r for r in records if viewer.may_see_agent(str(r.get("agent")))]
         agents = sorted({str(r.get("agent")) for r in visible})
+        sets = await asyncio.to_thread(workspace.eval_store.names) if viewer.admin else []
         return console.page(
-            request, "evals.html", viewer, runs=evals.summaries(visible), agents=agents, agent=agent or ""
+            request,
+            "evals.html",
+            viewer,
+            runs=evals.summaries(visible),
+            agents=agents,
+            agent=agent or "",
+            job=current,
+            all_agents=await asyncio.to_thread(console.state.agents.store.names) if viewer.admin else [],
+            sets=sets,
         )
 
     @web.get("/evals/{run_id}")
@@ -119,6 +134,72 @@ def router(console: Console) -> APIRouter:
         )
         return await _case(request, viewer, rec, case_id, saved=True)
 
+    @web.post("/evals/launch")
+    @page
+    async def launch(request: Request) -> Response:
+        viewer, form = await console.check_post(request, admin=True)
+        agent, dataset = form.get("agent", "").strip(), form.get("dataset", "").strip()
+        if not agent or not dataset:
+            raise Refused(400, "agent and dataset: name both (an agent and one of its evaluation sets)")
+        candidates = [c.strip() for c in form.get("candidates", "").split(",") if c.strip()] or None
+        max_cost = _max_cost(form.get("max_cost", ""))
+
+        async def sweep(log: Callable[[str], None]) -> dict[str, Any]:
+            done = await evaluate(
+                workspace,
+                agent,
+                dataset,
+                candidates=candidates,
+                max_cost_usd=max_cost,
+                apply=False,
+                console=_log_console(log),
+            )
+            return {"run_id": done.record["run_id"]}
+
+        job = console.jobs.start_task(viewer.principal.name, "eval", f"evaluate {agent} on {dataset}", sweep)
+        return _job_response(request, viewer, job)
+
+    @web.post("/evals/{run_id}/rerun")
+    @page
+    async def rerun_run(request: Request, run_id: str) -> Response:
+        viewer, _ = await console.check_post(request, admin=True)
+        rec = await asyncio.to_thread(run_for, viewer, run_id)
+        agent = str(rec["agent"])
+
+        async def again(log: Callable[[str], None]) -> dict[str, Any]:
+            done, info = await rerun(workspace, agent, console=_log_console(log))
+            added = ", ".join(info.get("new_candidates") or []) or "none"
+            log(f"new candidates: {added}; choice changed: {info.get('changed')}")
+            return {"run_id": done.record["run_id"]}
+
+        job = console.jobs.start_task(viewer.principal.name, "eval", f"rerun the evaluation of {agent}", again)
+        return _job_response(request, viewer, job)
+
+    def _job_response(request: Request, viewer: Viewer, job: SQLJob) -> Response:
+        response = console.page(request, "eval_job.html", viewer, job=job)
+        response.headers["HX-Push-Url"] = f"/evals?job={job.id}"
+        return response
+
+    def eval_job(viewer: Viewer, job_id: str) -> SQLJob:
+        job = console.jobs.get(job_id, with_rows=False)
+        if job is None or job.kind != "eval" or (job.owner != viewer.principal.name and not viewer.admin):
+            raise Refused(404, f"no evaluation job {job_id[:40]} (jobs are kept for an hour)")
+        return job
+
+    @web.get("/evals/jobs/{job_id}")
+    @page
+    async def follow(request: Request, job_id: str) -> Response:
+        viewer = console.require(request, admin=True)
+        return console.page(request, "eval_job.html", viewer, job=eval_job(viewer, job_id))
+
+    @web.post("/evals/jobs/{job_id}/cancel")
+    @page
+    async def cancel(request: Request, job_id: str) -> Response:
+        viewer, _ = await console.check_post(request, admin=True)
+        job = eval_job(viewer, job_id)
+        console.jobs.cancel(job.id)
+        return console.page(request, "eval_job.html", viewer, job=job)
+
     @web.post("/evals/{run_id}/export")
     @page
     async def export(request: Request, run_id: str) -> Response:
@@ -140,3 +221,34 @@ def router(console: Console) -> APIRouter:
         )
 
     return web
+
+
+def _max_cost(text: str) -> float | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise Refused(400, f"max_cost: {text[:20]!r} is not a number of USD") from None
+    if not value > 0 or value == float("inf"):
+        raise Refused(400, "max_cost: give a positive number of USD, or leave it empty")
+    return value
+
+
+class _Lines(io.StringIO):
+    """A text file that hands each complete line to `log` (what rich prints during a sweep)."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self._log, self._buffer = log, ""
+
+    def write(self, text: str) -> int:
+        self._buffer += text
+        while "\n" in self._buffer:
+            line, self._buffer = self._buffer.split("\n", 1)
+            self._log(line)
+        return len(text)
+
+
+def _log_console(log: Callable[[str], None]) -> RichConsole:
+    return RichConsole(file=_Lines(log), width=140, color_system=None, force_terminal=False, soft_wrap=True)

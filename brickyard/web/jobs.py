@@ -7,11 +7,12 @@ every `beat_s` and its rows when done, and reads whether someone asked to cancel
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,9 @@ class SQLJob:
     rows: list[list[Any]] = field(default_factory=list)
     truncated: bool = False
     error: str | None = None
+    kind: str = "sql"
+    log: str = ""
+    result: dict[str, Any] | None = None
 
     @property
     def cost_usd(self) -> float:
@@ -49,13 +53,26 @@ class SQLJob:
         return (self.finished or time.time()) - self.started
 
 
+Task = Callable[[Callable[[str], None]], Awaitable[dict[str, Any]]]
+"""Async work (an evaluation) given a `log(line)` callback; returns what the page links to when done."""
+
+
 class _Running:
-    """The part of a job only its own process has: the DuckDB connection, to read progress and interrupt it."""
+    """The part of a job only its own process has: the DuckDB connection or the task, to follow and stop it."""
 
     def __init__(self) -> None:
         self.con: Any = None
         self.cancelled = threading.Event()
         self.finished = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self.lines: list[str] = []
+        self.lock = threading.Lock()
+
+    def take_lines(self) -> str:
+        with self.lock:
+            text, self.lines = "".join(self.lines), []
+        return text
 
     def progress(self) -> tuple[float | None, float]:
         con = self.con
@@ -69,7 +86,11 @@ class _Running:
         return value, float(cap.spent_usd) if cap is not None else 0.0
 
     def interrupt_until_done(self) -> None:
-        """Interrupt DuckDB until the run ends (a query just starting would miss a single interrupt)."""
+        """Interrupt DuckDB (or cancel the task) until the run ends (a query just starting would miss one)."""
+        if self.loop is not None and self.task is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already closed: the task is over
+                self.loop.call_soon_threadsafe(self.task.cancel)
+            return
         deadline = time.monotonic() + 60
         while not self.finished.is_set() and time.monotonic() < deadline:
             con = self.con
@@ -109,6 +130,52 @@ class Jobs:
         threading.Thread(target=self._watch, args=(job_id, running), name=f"console-beat-{job_id}", daemon=True).start()
         return SQLJob(job_id, owner, sql, now, RUNNING)
 
+    def start_task(self, owner: str | None, kind: str, what: str, task: Task) -> SQLJob:
+        """Run async work (an evaluation) as a job: its log lines are its progress; cancel cancels the task."""
+        job_id, now = secrets.token_hex(8), time.time()
+        self._store.drop_jobs(now - self._keep, self._max)
+        self._store.add_job(job_id, owner, what, now, kind)
+        running = _Running()
+        with self._lock:
+            self._running[job_id] = running
+        threading.Thread(
+            target=self._run_task, args=(job_id, running, task), name=f"console-{kind}-{job_id}", daemon=True
+        ).start()
+        threading.Thread(target=self._watch, args=(job_id, running), name=f"console-beat-{job_id}", daemon=True).start()
+        return SQLJob(job_id, owner, what, now, RUNNING, kind=kind)
+
+    def _run_task(self, job_id: str, running: _Running, task: Task) -> None:
+        def log(line: str) -> None:
+            with running.lock:
+                running.lines.append(line if line.endswith("\n") else line + "\n")
+
+        async def main() -> dict[str, Any]:
+            running.loop = asyncio.get_running_loop()
+            running.task = asyncio.current_task()
+            if running.cancelled.is_set():
+                raise asyncio.CancelledError
+            return await task(log)
+
+        result: dict[str, Any] | None = None
+        error = None
+        try:
+            result = asyncio.run(main())
+            status = DONE
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            status, error = CANCELLED, "cancelled"
+        except Exception as exc:
+            status, error = FAILED, _message(exc)
+        finally:
+            running.finished.set()
+            with self._lock:
+                self._running.pop(job_id, None)
+        self._store.append_log(job_id, running.take_lines())
+        if result is not None:
+            self._store.set_result(job_id, result)
+        self._store.finish_job(
+            job_id, status=status, now=time.time(), columns=[], rows=[], truncated=False, spent_usd=0.0, error=error
+        )
+
     def get(self, job_id: str, *, with_rows: bool = True) -> SQLJob | None:
         record = self._store.job(job_id, with_rows=with_rows) if len(job_id) <= 64 else None
         if record is None:
@@ -126,6 +193,9 @@ class Jobs:
             rows=record["rows"],
             truncated=bool(record["truncated"]),
             error=record["error"],
+            kind=record["kind"],
+            log=record["log"],
+            result=record["result"],
         )
         if job.status == RUNNING and time.time() - record["heartbeat"] > self._stale:
             job.status, job.error = FAILED, "the server process running this query stopped. Fix: run it again"
@@ -148,6 +218,9 @@ class Jobs:
         while not running.finished.wait(self._beat):
             progress, spent = running.progress()
             with contextlib.suppress(Exception):
+                lines = running.take_lines()
+                if lines:
+                    self._store.append_log(job_id, lines)
                 if self._store.beat(job_id, time.time(), progress, spent):
                     self._stop(running)
 

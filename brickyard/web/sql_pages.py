@@ -49,7 +49,7 @@ def router(console: Console) -> APIRouter:
 
     def owned(viewer: Viewer, job_id: str, *, with_rows: bool = True) -> SQLJob:
         job = console.jobs.get(job_id, with_rows=with_rows)
-        if job is None or (job.owner != viewer.principal.name and not viewer.admin):
+        if job is None or job.kind != "sql" or (job.owner != viewer.principal.name and not viewer.admin):
             raise Refused(404, f"no query job {job_id[:40]} (jobs are kept for an hour). Fix: run the query again")
         return job
 

@@ -25,12 +25,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, owner TEXT, sql TEXT NOT NULL, started REAL NOT NULL, status TEXT NOT NULL,
     finished REAL, heartbeat REAL NOT NULL, progress REAL, spent_usd REAL NOT NULL DEFAULT 0,
     cancel INTEGER NOT NULL DEFAULT 0, columns TEXT, rows TEXT, truncated INTEGER NOT NULL DEFAULT 0,
-    error TEXT
+    error TEXT, kind TEXT NOT NULL DEFAULT 'sql', log TEXT NOT NULL DEFAULT '', result TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_started ON jobs (started);
 """
 JOB_COLUMNS = (
-    "id, owner, sql, started, status, finished, heartbeat, progress, spent_usd, cancel, columns, rows, truncated, error"
+    "id, owner, sql, started, status, finished, heartbeat, progress, spent_usd, cancel, columns, rows, truncated, "
+    "error, kind, log, result"
 )
 
 
@@ -82,11 +83,18 @@ class ConsoleStore:
         return int(self.execute("SELECT COUNT(*) FROM sessions")[0][0])
 
     # -- jobs -------------------------------------------------------------------------------------
-    def add_job(self, job_id: str, owner: str | None, sql: str, now: float) -> None:
+    def add_job(self, job_id: str, owner: str | None, sql: str, now: float, kind: str = "sql") -> None:
+        """A running job; `sql` is the query (or, for another kind, what the job does)."""
         self.execute(
-            "INSERT INTO jobs (id, owner, sql, started, status, heartbeat) VALUES (?, ?, ?, ?, 'running', ?)",
-            (job_id, owner, sql, now, now),
+            "INSERT INTO jobs (id, owner, sql, started, status, heartbeat, kind) VALUES (?, ?, ?, ?, 'running', ?, ?)",
+            (job_id, owner, sql, now, now, kind),
         )
+
+    def append_log(self, job_id: str, lines: str) -> None:
+        self.execute("UPDATE jobs SET log = substr(log || ?, -20000) WHERE id = ?", (lines, job_id))
+
+    def set_result(self, job_id: str, result: dict[str, Any]) -> None:
+        self.execute("UPDATE jobs SET result = ? WHERE id = ?", (json.dumps(result, default=str), job_id))
 
     def beat(self, job_id: str, now: float, progress: float | None, spent_usd: float) -> bool:
         """Record a running job's progress; returns whether someone asked to cancel it."""
@@ -136,6 +144,7 @@ class ConsoleStore:
         record = dict(zip([c.strip() for c in JOB_COLUMNS.split(",")], rows[0], strict=True))
         record["columns"] = json.loads(record["columns"]) if record["columns"] else []
         record["rows"] = json.loads(record["rows"]) if record["rows"] else []
+        record["result"] = json.loads(record["result"]) if record["result"] else None
         return record
 
     def drop_jobs(self, finished_before: float, keep: int) -> None:
