@@ -6,6 +6,7 @@ unexpected error statuses and form controls without a label.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+DOCS = os.environ.get("BRICKYARD_SCREENSHOTS")
+README_SHOTS = {"usage", "keys", "sql", "evaluation", "case", "playground", "agent", "trace"}
+"""Pages `make screenshots` writes to $BRICKYARD_SCREENSHOTS (docs/console) for the README."""
 UNLABELLED = """() => Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea, button'))
   .filter(el => el.tagName === 'BUTTON'
       ? !(el.innerText.trim() || el.getAttribute('aria-label'))
@@ -72,6 +76,9 @@ class Watch:
         """Screenshot the page, then assert nothing went wrong on it and every control has a label."""
         self.page.wait_for_load_state("networkidle")
         self.page.screenshot(path=str(self.folder / f"{name}.png"), full_page=True)
+        if DOCS and name in README_SHOTS:  # `make screenshots`: the README's images (the top of the page)
+            self.page.evaluate("window.scrollTo(0, 0)")
+            self.page.screenshot(path=str(Path(DOCS) / f"{name}.png"))
         assert self.problems == [], f"{name}: {self.problems}"
         assert self.page.evaluate(UNLABELLED) == [], f"{name}: controls without a label"
 
