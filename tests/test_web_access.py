@@ -471,3 +471,25 @@ def _poll(url: str, job: str, cookies: dict[str, str], wanted: str) -> str:
         assert "status-running" in text, text[-500:]
         assert time.monotonic() < deadline, f"{wanted} not reached"
         time.sleep(0.2)
+
+
+def test_demo_names_the_console_and_serves_it_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console as RichConsole
+
+    from brickyard import Workspace
+    from brickyard.server import runner
+    from brickyard.server.keys import hash_secret
+    from brickyard.web.demo import console_hint
+
+    ws = Workspace.init(tmp_path / "demo")
+    served: list[tuple[Path, int]] = []
+    monkeypatch.setattr(runner, "serve", lambda path, host, port: served.append((path, port)))
+    quiet = RichConsole(record=True, width=200)
+    console_hint(ws, quiet, serve=False)
+    assert "http://127.0.0.1:8080/" in quiet.export_text() and served == [] and ws.keys.count() == 0
+    loud = RichConsole(record=True, width=200)
+    console_hint(ws, loud, serve=True)
+    secret = re.search(r"(bky-\S+)", loud.export_text())
+    assert secret and served == [(ws.path.resolve(), 8080)]
+    key = ws.keys.by_hash(hash_secret(secret[1]))
+    assert key is not None and key.admin and key.active
