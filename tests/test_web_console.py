@@ -163,6 +163,14 @@ def test_a_team_key_sees_its_own_usage_and_no_admin_page(open_page: Any, seeded:
     assert labels == ["team-b"] and "team-a" not in page.content()
     assert page.get_by_role("link", name="Keys").count() == 0
     watch.check("usage-team-b")
+    page.keyboard.press("Tab")  # keyboard only: the skip link first, then the pages
+    assert page.evaluate("() => document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.textContent") == "SQL"
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/sql")
+    page.go_back()
     watch.allowed.add(403)
     response = page.goto("/keys")
     assert response is not None and response.status == 403
