@@ -80,6 +80,9 @@ class Watch:
             self.page.evaluate("window.scrollTo(0, 0)")
             self.page.screenshot(path=str(Path(DOCS) / f"{name}.png"))
         assert self.problems == [], f"{name}: {self.problems}"
+        origin = self.page.evaluate("() => location.origin")
+        loaded = self.page.evaluate("() => performance.getEntriesByType('resource').map(e => e.name)")
+        assert [u for u in loaded if not u.startswith(origin)] == [], f"{name}: loaded from elsewhere"
         assert self.page.evaluate(UNLABELLED) == [], f"{name}: controls without a label"
 
 
