@@ -255,6 +255,10 @@ def test_labels_are_stored_escaped_and_exported_as_a_new_version(app: FastAPI, s
     assert "<script>alert(1)</script>" not in saved.text and "&lt;script&gt;" in saved.text
     bad = c.post(f"/evals/{seeded.run_id}/cases/{case_id[1]}/label", data={"verdict": "maybe", "csrf": token})
     assert bad.status_code == 400
+    other = re.findall(r'/cases/([^"]+)"', run.text)[1]
+    label_url = f"/evals/{seeded.run_id}/cases/{other}/label"
+    assert c.post(label_url, data={"verdict": "pass", "candidate": "good/zero-shot", "csrf": token}).status_code == 200
+    assert c.post(label_url, data={"verdict": "", "comment": " ", "csrf": token}).status_code == 200  # cleared
     exported = c.post(f"/evals/{seeded.run_id}/export", data={"csrf": token})
     assert exported.status_code == 200
     version = int(re.search(r"Saved reviews v(\d+)", exported.text)[1])  # type: ignore[index]

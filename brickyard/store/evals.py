@@ -206,6 +206,12 @@ class EvalStore:
                 ),
             )
 
+    def delete_label(self, dataset: str, version: int, case_id: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM labels WHERE dataset = ? AND version = ? AND case_id = ?", (dataset, version, case_id)
+            )
+
     def labels(self, dataset: str, version: int) -> dict[str, Label]:
         """The labels on a set version's cases, by case id."""
         with self._lock:

@@ -129,9 +129,11 @@ def router(console: Console) -> APIRouter:
             viewer.principal.name,
         )
         dataset = rec["dataset"]
-        await asyncio.to_thread(
-            workspace.eval_store.set_label, dataset["name"], int(dataset["version"]), case_id, stored
-        )
+        where = (dataset["name"], int(dataset["version"]), case_id)
+        if stored.verdict is None and stored.corrected is None and not stored.comment:  # an empty label clears it
+            await asyncio.to_thread(workspace.eval_store.delete_label, *where)
+        else:
+            await asyncio.to_thread(workspace.eval_store.set_label, *where, stored)
         return await _case(request, viewer, rec, case_id, saved=True)
 
     @web.post("/evals/launch")
