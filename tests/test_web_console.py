@@ -236,11 +236,17 @@ def test_sql_estimate_run_page_reload_download_and_cancel(open_page: Any, seeded
     page = watch.page
     sign_in(watch, seeded.team_a)
     page.get_by_role("link", name="SQL").click()
-    editor = page.get_by_label("Query")
-    editor.fill("SELECT id, ")
-    page.get_by_role("button", name="ai_query", exact=True).click()  # a completion hint, inserted at the cursor
-    assert "ai_query('endpoint', prompt" in editor.input_value()
+    editor = page.get_by_role("textbox", name="SQL editor")  # CodeMirror, over the form's (hidden) textarea
+    query = page.locator("textarea#sql")
+    editor.fill("SELECT id,")
+    page.get_by_role("button", name="ai_query", exact=True).click()  # a hint, inserted at the cursor
+    assert query.input_value().startswith("SELECT id,ai_query('endpoint', prompt")
+    editor.fill("SELECT id, ai_cl")
+    page.keyboard.press("Control+Space")  # completions: the AI functions (and the warehouse's tables)
+    page.get_by_role("option", name=re.compile("ai_classify")).first.wait_for()
+    page.keyboard.press("Escape")
     editor.fill("SELECT id, ai_query('flaky', body, failOnError => false) AS answer FROM tickets ORDER BY id")
+    assert query.input_value().endswith("FROM tickets ORDER BY id")
     page.get_by_role("button", name="Estimate").click()
     estimate = page.locator("#estimate")
     estimate.get_by_text("model calls").wait_for()
@@ -260,7 +266,7 @@ def test_sql_estimate_run_page_reload_download_and_cancel(open_page: Any, seeded
     saved = tmp_path / "results.csv"
     download.value.save_as(saved)
     assert len(saved.read_text().splitlines()) == 121
-    editor = page.get_by_label("Query")
+    editor = page.get_by_role("textbox", name="SQL editor")
     editor.fill("SELECT count(*) FROM tickets a, tickets b, tickets c, tickets d, tickets e, tickets f")
     page.get_by_role("button", name="Run").click()
     page.get_by_role("button", name="Cancel").click()

@@ -6,6 +6,7 @@ request goes through `check_post`, which refuses a missing or wrong CSRF token a
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,16 +24,21 @@ from brickyard.web.store import CONSOLE_NAME, ConsoleStore
 from brickyard.web.usage import Rollups
 
 HERE = Path(__file__).parent
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
-    ),
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
+
+
+def security_headers(nonce: str) -> dict[str, str]:
+    """Scripts and style sheets from the server only, plus `<style>` elements carrying this response's nonce
+    (the code editor writes its styles into one) and style attributes (the editor sets some; they run no code)."""
+    return {
+        "Content-Security-Policy": (
+            f"default-src 'self'; script-src 'self'; style-src 'self' 'nonce-{nonce}'; style-src-attr 'unsafe-inline'; "
+            "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+        ),
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+        "Cache-Control": "no-store",
+    }
 
 
 @dataclass(frozen=True)
@@ -138,10 +144,14 @@ class Console:
         self, request: Request, template: str, viewer: Viewer | None, status: int = 200, **context: Any
     ) -> Response:
         """A rendered template with the console's security headers."""
+        nonce = secrets.token_urlsafe(16)
         response = self.templates.TemplateResponse(
-            request, template, {"viewer": viewer, "path": request.url.path, **context}, status_code=status
+            request,
+            template,
+            {"viewer": viewer, "path": request.url.path, "csp_nonce": nonce, **context},
+            status_code=status,
         )
-        response.headers.update(SECURITY_HEADERS)
+        response.headers.update(security_headers(nonce))
         return response
 
     def refused(self, request: Request, exc: Refused) -> Response:
@@ -152,7 +162,7 @@ class Console:
             return RedirectResponse(target, status_code=303)
         if request.headers.get("hx-request"):
             response = HTMLResponse(f'<p class="error" role="alert">{_escape(exc.message)}</p>', status_code=exc.status)
-            response.headers.update(SECURITY_HEADERS)
+            response.headers.update(security_headers(secrets.token_urlsafe(16)))
             return response
         viewer = self.viewer(request)
         return self.page(request, "error.html", viewer, status=exc.status, message=exc.message)

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -59,12 +60,14 @@ def router(console: Console) -> APIRouter:
         viewer = console.require(request)
         current = owned(viewer, job) if job else None
         hints = {n: HINTS.get(n, f"{n}(...)") for n in sorted(AI_FUNCTIONS) if not n.startswith("_")}
+        tables = await asyncio.to_thread(warehouse_schema, state.workspace.warehouse_path)
         return console.page(
             request,
             "sql.html",
             viewer,
             job=current,
             hints=hints,
+            tables=tables,
             text=current.sql if current else "",
             row_limit=server.sql_row_limit,
             page_rows=job_page(current, 1) if current else None,
@@ -190,6 +193,29 @@ def to_parquet(columns: list[str], rows: list[list[Any]]) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_arrays(arrays, names=columns), buffer)
     return buffer.getvalue()
+
+
+def warehouse_schema(path: Path) -> dict[str, list[str]]:
+    """The warehouse's tables and their columns, for the editor's completions (empty when it cannot be read)."""
+    import duckdb
+
+    if not path.exists():
+        return {}
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS warehouse (READ_ONLY)")
+        rows = con.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = 'warehouse' "
+            "AND schema_name = 'main' ORDER BY table_name, column_index"
+        ).fetchall()
+    except duckdb.Error:
+        return {}
+    finally:
+        con.close()
+    tables: dict[str, list[str]] = {}
+    for table, column in rows:
+        tables.setdefault(str(table), []).append(str(column))
+    return tables
 
 
 def job_page(job: SQLJob, page: int) -> dict[str, Any]:

@@ -63,9 +63,18 @@ function paretoChart() {
 function hints() {
   const editor = document.getElementById("sql");
   if (!editor) return;
+  const schema = readJSON("sql-schema") || { hints: {}, tables: {} };
+  // CodeMirror (vendored bundle) when it loaded; the plain textarea otherwise
+  const view = typeof BrickyardEditor !== "undefined" ? BrickyardEditor.mountSQLEditor(editor, schema.hints, schema.tables) : null;
   document.querySelectorAll("button.hint").forEach((button) => {
     button.addEventListener("click", () => {
       const snippet = button.dataset.snippet;
+      if (view) {
+        const range = view.state.selection.main;
+        view.dispatch({ changes: { from: range.from, to: range.to, insert: snippet }, selection: { anchor: range.from + snippet.length } });
+        view.focus();
+        return;
+      }
       const start = editor.selectionStart, end = editor.selectionEnd;
       editor.value = editor.value.slice(0, start) + snippet + editor.value.slice(end);
       editor.focus();
