@@ -24,6 +24,7 @@ BENCHMARKS = [
     "classify_mechanisms",
     "local_runtime",
     "web_console",
+    "sql_planning",
 ]
 DOC = Path(__file__).parent.parent / "BENCHMARKS.md"
 
@@ -235,7 +236,40 @@ def render() -> str:
             f"(majority share {_fmt(emb['majority_share'], 3)}).",
             "",
         ]
+    lines += _sql_planning_section(_load("sql_planning"))
     return "\n".join(lines)
+
+
+def _sql_planning_section(data: dict[str, Any] | None) -> list[str]:
+    """AI-aware SQL (issue 13): rows the model judged before a LIMIT was met, planned against as written."""
+    if not data:
+        return []
+    lines = [
+        f"## AI-aware SQL: a LIMIT stops model calls ({data['rows']} Rotten Tomatoes reviews, "
+        f"{data['machine']['cores']} cores)",
+        "",
+        "Rows the AI function computed (embedded or sent), the same statement run through the planner and as",
+        "written, side by side in one run. Rows needed: where the LIMIT's last row lies in scan order.",
+        "",
+        "| statement | rows needed | as written | planned | fewer |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for key, label in (
+        ("embedded_filter", f"`WHERE ai_filter(...) LIMIT {data['limit']}`, embedded default (embedding contrast)"),
+        ("chat_filter", f"`WHERE ai_filter(...) LIMIT {data['limit']}`, chat endpoint (one request a row)"),
+        ("chat_join", "`JOIN topics ON ai_filter(prompt(...)) LIMIT 10`, 2,000 × 20 pairs, chat endpoint"),
+    ):
+        row = data[key]
+        written, planned = row["unplanned"]["judged"], row["planned"]["judged"]
+        ratio = written / max(planned, 1)
+        lines.append(f"| {label} | {row.get('rows_needed', '—')} | {written:,} | {planned:,} | {ratio:.0f}× |")
+    lines += [
+        "",
+        "Target (issue 13): model calls ≤ 3× the rows needed; "
+        f"met: {data['embedded_filter']['planned']['judged']} ≤ 3 × {data['embedded_filter']['rows_needed']}.",
+        "",
+    ]
+    return lines
 
 
 def _mechanisms_section(data: dict[str, Any] | None) -> list[str]:

@@ -64,6 +64,8 @@ def models_list(workspace: WorkspaceOpt = None) -> None:
         if config.cascade is not None:
             c = config.cascade
             model = f"cascade {c.proxy} → {c.strong} @ {c.threshold:g}"
+        elif config.route is not None:
+            model = f"route by commitments over {', '.join(config.route.candidates)} (agent {config.route.agent})"
         else:
             model = config.model or "split " + ", ".join(f"{k}={v:g}" for k, v in (config.split or {}).items())
         limits = ", ".join(
@@ -177,10 +179,20 @@ def usage(
     by: Annotated[str, typer.Option(help="group by: endpoint, model, tag, day, status (comma-separated)")] = "endpoint",
     since: Annotated[str | None, typer.Option(help="only the last 24h, 7d, 1m ...")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    commitments: Annotated[
+        bool, typer.Option("--commitments", help="each [[commitments]]'s burn-down, projection and alert")
+    ] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Usage summed by endpoint, tag and/or day: calls, errors, cache hits, tokens, cost."""
     ws = _workspace(workspace)
+    if commitments:
+        from brickyard import commitments_cli
+
+        if since is not None:
+            raise UserError("--since does not apply to --commitments. Fix: drop it (each commitment has its window)")
+        commitments_cli.show(ws, out, now=time.time(), as_json=as_json)
+        return
     groups = [g.strip() for g in by.split(",") if g.strip()]
     rows = ws.store.summarize(groups, since=_since(since))
     if as_json:
@@ -242,6 +254,9 @@ def sql(
     ] = False,
     max_cost: Annotated[float | None, typer.Option(help="stop the query before it spends more USD than this")] = None,
     max_rows: Annotated[int, typer.Option(help="rows shown on the terminal")] = 50,
+    explain: Annotated[
+        bool, typer.Option(help="print how each statement will run (the AI-aware rewrites); run nothing")
+    ] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Run SQL with AI functions on the workspace's DuckDB warehouse."""
@@ -256,6 +271,17 @@ def sql(
     if not text or not text.strip():
         raise typer.BadParameter("give the SQL as an argument or with --file")
     ws = _workspace(workspace)
+    if explain:
+        with connect(ws) as con:
+            for statement in con.extract_statements(text):
+                plan = con.plan(statement.query)
+                out.print(escape(plan.sql.strip()))
+                for note in plan.notes or ["no AI-aware rewrite: the statement runs as written"]:
+                    out.print(f"  - {escape(note)}")
+                if plan.settings:
+                    out.print("  - runs with " + ", ".join(f"{k} = {v}" for k, v in plan.settings.items()))
+                con.planner.release()
+        return
     if estimate:
         with connect(ws, dry_run=True) as con:
             con.execute("BEGIN TRANSACTION")
@@ -545,6 +571,8 @@ def main() -> None:
         if not type(exc).__module__.lstrip("_").startswith("duckdb"):
             raise
         # DuckDB wraps an error raised inside an AI function; show the message, not the stack.
-        message = str(exc).split("\n\nAt:")[0].replace("Python exception occurred while executing the UDF: ", "")
+        from brickyard.sql.declarations import public_message
+
+        message = public_message(exc)
         err.print(f"[red]error:[/] {escape(message)}", highlight=False)
         sys.exit(1)

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from brickyard._errors import ConfigError
+from brickyard.config_commitments import CommitmentConfig, KeyedProblem, RouteConfig, check_commitments
 
 
 class _Strict(BaseModel):
@@ -133,12 +134,19 @@ class EndpointConfig(_Strict):
     cascade: CascadeConfig | None = Field(
         default=None, description="answer with a cheap proxy, defer unsure rows to a strong endpoint"
     )
+    route: RouteConfig | None = Field(
+        default=None, description="send each call to the equivalent candidate whose commitment is most behind"
+    )
     cache: bool = True
     options: dict[str, Any] = Field(default_factory=dict, description="provider-specific options")
     guardrails: GuardrailsConfig = Field(default_factory=GuardrailsConfig)
 
     @model_validator(mode="after")
     def _model_or_split(self) -> EndpointConfig:
+        if self.route is not None:
+            if self.model is not None or self.split is not None or self.cascade is not None:
+                raise ValueError("set exactly one of `model`, `split`, `cascade` or `route`")
+            return self
         if self.cascade is None and (self.model is None) == (self.split is None):
             raise ValueError("set exactly one of `model` or `split`")
         if self.cascade is not None and (self.model is not None or self.split is not None):
@@ -197,6 +205,7 @@ class Settings(_Strict):
     endpoints: dict[str, EndpointConfig] = Field(default_factory=dict)
     aliases: dict[str, str] = Field(default_factory=dict)
     budgets: list[BudgetConfig] = Field(default_factory=list)
+    commitments: list[CommitmentConfig] = Field(default_factory=list)
     functions: dict[str, str] = Field(
         default_factory=dict, description='AI function name → endpoint, e.g. ai_classify = "gemma3"'
     )
@@ -210,7 +219,13 @@ class Settings(_Strict):
         names = set(self.endpoints) | set(self.aliases) | set(DEFAULT_ENDPOINTS)
         for name, endpoint in self.endpoints.items():
             cascade = [endpoint.cascade.proxy, endpoint.cascade.strong] if endpoint.cascade else []
-            checks = (("fallbacks", endpoint.fallbacks), ("split", endpoint.split or {}), ("cascade", cascade))
+            route = endpoint.route.candidates if endpoint.route else []
+            checks = (
+                ("fallbacks", endpoint.fallbacks),
+                ("split", endpoint.split or {}),
+                ("cascade", cascade),
+                ("route.candidates", route),
+            )
             for field, refs in checks:
                 for ref in refs:
                     if ref not in names and ":" not in ref:
@@ -226,6 +241,8 @@ class Settings(_Strict):
         for i, budget in enumerate(self.budgets):
             if budget.endpoint and budget.endpoint not in names:
                 raise _RefError(f"budgets[{i}].endpoint", budget.endpoint)
+        builtin = {n: EndpointConfig(**cfg) for n, cfg in DEFAULT_ENDPOINTS.items() if n not in self.endpoints}
+        check_commitments(self.commitments, {**builtin, **self.endpoints}, self.aliases)
         return self
 
 
@@ -260,6 +277,8 @@ def parse_settings(raw: dict[str, Any], source: str) -> Settings:
     except ValidationError as exc:
         err = exc.errors()[0]
         ctx_error = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, KeyedProblem):
+            raise ConfigError(source, ctx_error.key, ctx_error.problem, ctx_error.fix) from None
         if isinstance(ctx_error, _RefError):
             raise ConfigError(
                 source, ctx_error.key, str(ctx_error), f"define [endpoints.{ctx_error.ref}] or fix the name"
@@ -389,4 +408,14 @@ retention_days = 30
 # tag = "team-a"
 # limit_usd = 100
 # window = "month"
+
+# Spend committed to a provider (or to some endpoints) between two dates; `brickyard usage --commitments`
+# shows the burn-down, the projection to the end date and whether it will be under- or over-used:
+# [[commitments]]
+# name = "openai-2026"
+# provider = "openai"                # every endpoint whose model is openai:...; or endpoints = ["gpt-5-mini"]
+# amount_usd = 1000                  # per period when `period` is set
+# start = 2026-01-01
+# end = 2026-12-31                   # the last day, included
+# period = "month"                   # month | quarter | year (leave out: one amount for the whole window)
 """

@@ -206,7 +206,7 @@ def test_bad_arguments_name_the_function_and_argument(con: Any) -> None:
         with pytest.raises(Exception, match=message):
             con.sql(sql).fetchall()
     with pytest.raises(Exception, match="does not support the supplied arguments"):
-        con.sql("SELECT ai_summarize(txt, 1, 2) FROM reviews").fetchall()
+        con.sql("SELECT ai_summarize(txt, 1, 'det', 2) FROM reviews").fetchall()
 
 
 def test_estimate_runs_nothing_and_counts_calls(ws: Workspace, counting: Counting) -> None:

@@ -8,7 +8,7 @@ from brickyard.functions._rows import Demo, Outcome
 from brickyard.functions.classify import analyze_sentiment, classify, classify_requests, label_map, parse_label
 from brickyard.functions.embed import embed, similarity
 from brickyard.functions.extract import extract
-from brickyard.functions.filter_agg import aggregate, filter_
+from brickyard.functions.filter_agg import aggregate, filter_, match
 from brickyard.functions.query import query
 from brickyard.functions.schema import ddl_to_schema, parse_response_format
 from brickyard.functions.text import fix_grammar, gen, mask, summarize, translate
@@ -28,6 +28,7 @@ __all__ = [
     "gen",
     "label_map",
     "mask",
+    "match",
     "mechanisms",
     "parse_label",
     "parse_response_format",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from brickyard._errors import InvalidRequestError
-from brickyard.functions._rows import DATA_RULE, data_requests, is_null, run_rows
+from brickyard.functions._rows import DATA_RULE, Outcome, data_requests, is_null, run_rows
 from brickyard.functions.classify import Classification, classify, embedding_applies
 from brickyard.models._types import estimate_tokens
 from brickyard.models.base import Model
@@ -66,6 +68,86 @@ async def filter_(
     outcome.errors = [e.replace("ai_classify", "ai_filter") if e else e for e in outcome.errors]
     outcome.values = [None if v is None else v == yes for v in outcome.values]
     return outcome
+
+
+MATCH_INSTRUCTIONS = (
+    "Each label is a statement about the text. Choose every statement that is true of the text (possibly none)."
+)
+
+
+MATCH_Z = 2.0
+"""On the embedding mechanism, a predicate holds for a text when the text's similarity to it stands this many
+standard deviations above its mean similarity to the whole set (measured: BENCHMARKS.md, "AI-aware SQL")."""
+
+MATCH_RELATIVE_MIN = 8
+"""Fewer predicates than this give no meaningful spread: each is then judged as `ai_filter` judges it."""
+
+
+async def match(
+    texts: Sequence[str | None],
+    predicates: Sequence[str],
+    model: Model,
+    *,
+    tag: str | None = None,
+    progress: bool | None = None,
+    embedder: Model | None = None,
+) -> Outcome[list[str]]:
+    """`ai_match(content, predicates)`: the predicates the content satisfies, one multi-label call per row.
+
+    The semantic join's rewrite (`JOIN small ON ai_filter(<small side>, <large side>)`) asks this once per
+    row of the large side instead of `ai_filter` once per pair. A chat model chooses among the predicates
+    in one call. On the small local models (the embedding mechanism) a text matches the predicates it stands
+    out for among the set (similarity `MATCH_Z` deviations above its mean; measured far better than judging
+    each pair by contrast with its negation), or, with fewer than `MATCH_RELATIVE_MIN` predicates, each is
+    judged as `ai_filter` would judge it.
+    """
+    claims = list(dict.fromkeys(str(p).strip() for p in predicates if not is_null(p) and str(p).strip()))
+    if not claims:
+        raise InvalidRequestError("ai_match: the list of predicates is empty. Fix: pass at least one condition")
+    if embedder is not None and embedding_applies(model, None, None, False, False):
+        if len(claims) >= MATCH_RELATIVE_MIN:
+            return await _match_by_spread(texts, claims, embedder)
+        values: list[list[str] | None] = [None if is_null(t) else [] for t in texts]
+        errors: list[str | None] = [None] * len(texts)
+        for claim in claims:
+            verdicts = await filter_(claim, texts, model, tag=tag, progress=progress, embedder=embedder)
+            for i, (ok, error) in enumerate(zip(verdicts.values, verdicts.errors, strict=True)):
+                if error and errors[i] is None:
+                    errors[i] = error.replace("ai_filter", "ai_match")
+                current = values[i]
+                if ok and current is not None:
+                    current.append(claim)
+        return Outcome(values, errors)
+    outcome = await classify(
+        texts, claims, model, instructions=MATCH_INSTRUCTIONS, multilabel=True, tag=tag, progress=progress
+    )
+    outcome.errors = [e.replace("ai_classify", "ai_match") if e else e for e in outcome.errors]
+    return outcome
+
+
+async def _match_by_spread(texts: Sequence[str | None], claims: list[str], embedder: Model) -> Outcome[list[str]]:
+    """Per text, the claims whose similarity stands `MATCH_Z` deviations above the text's mean over all claims."""
+    values: list[list[str] | None] = [None] * len(texts)
+    errors: list[str | None] = [None] * len(texts)
+    live = [i for i, t in enumerate(texts) if not is_null(t) and str(t).strip()]
+    for i, t in enumerate(texts):
+        if not is_null(t):
+            values[i] = []
+    if not live:
+        return Outcome(values, errors)
+    try:
+        vectors = (await embedder.embed([*claims, *(str(texts[i]) for i in live)])).vectors
+    except Exception as exc:  # the embedder failed: every row carries the error
+        for i in live:
+            errors[i] = f"ai_match: {exc}"
+        return Outcome(values, errors)
+    matrix = np.asarray(vectors, dtype=np.float64)
+    matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    sims = matrix[len(claims) :] @ matrix[: len(claims)].T
+    spread = (sims - sims.mean(axis=1, keepdims=True)) / np.maximum(sims.std(axis=1, keepdims=True), 1e-12)
+    for row, i in enumerate(live):
+        values[i] = [claim for claim, z in zip(claims, spread[row], strict=True) if z >= MATCH_Z]
+    return Outcome(values, errors)
 
 
 def _chunks(texts: Sequence[str], budget: int) -> list[list[str]]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from brickyard._errors import InvalidRequestError
 from brickyard.functions._rows import Outcome, is_null, run_rows
-from brickyard.functions.schema import parse_response_format
+from brickyard.functions.schema import conformance_error, parse_response_format
 from brickyard.models._types import ChatRequest, ChatResult
 from brickyard.models.base import Model
 
@@ -71,6 +71,9 @@ async def query(
 
     def parse(result: ChatResult) -> str:
         if schema is not None:
+            problem = conformance_error(schema, result.json)
+            if problem:  # that row's error (an out-of-range INT, say), never a failed cast of the whole query
+                raise ValueError(problem)
             return json.dumps(result.json, ensure_ascii=False)
         return result.text
 

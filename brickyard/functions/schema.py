@@ -31,6 +31,9 @@ _SCALARS: dict[str, dict[str, Any]] = {
     "TIMESTAMP": {"type": "string", "format": "date-time"},
 }
 
+_INTEGER_BITS = {"INT": 32, "INTEGER": 32, "BIGINT": 64, "LONG": 64, "SMALLINT": 16, "TINYINT": 8}
+"""SQL integer types and their width: an answer outside the range is that row's error, not a failed cast."""
+
 _TOKEN = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*|[0-9]+|`[^`]+`|<|>|,|:|\(|\))")
 
 
@@ -92,7 +95,11 @@ class _DDL:
         if self.peek() == "(":  # DECIMAL(10, 2), VARCHAR(20)
             while self.take() != ")":
                 pass
-        return dict(_SCALARS[name])
+        scalar = dict(_SCALARS[name])
+        if name in _INTEGER_BITS:
+            bits = _INTEGER_BITS[name]
+            scalar.update(minimum=-(2 ** (bits - 1)), maximum=2 ** (bits - 1) - 1)
+        return scalar
 
 
 def ddl_to_schema(ddl: str) -> dict[str, Any]:
@@ -133,3 +140,18 @@ def parse_response_format(value: str | dict[str, Any] | None) -> dict[str, Any] 
     if "type" in spec or "properties" in spec:
         return spec
     raise InvalidRequestError("responseFormat is neither a JSON schema nor a DDL struct string")
+
+
+def conformance_error(schema: dict[str, Any], value: Any) -> str | None:
+    """Why `value` does not fit `schema` (a type, a range, a missing field), or None when it fits."""
+    import jsonschema_rs
+
+    try:
+        validator = jsonschema_rs.validator_for(schema)
+    except Exception:  # a schema the validator does not understand: the provider already checked it
+        return None
+    error = next(iter(validator.iter_errors(value)), None)
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.instance_path)
+    return f"the answer does not fit responseFormat{f' at {where}' if where else ''}: {error.message}"

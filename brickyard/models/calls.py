@@ -68,11 +68,23 @@ ANONYMOUS = Caller()
 
 
 @dataclass(frozen=True)
+class RouteNote:
+    """Why a routing endpoint sent the call where it did; written on the call's usage record."""
+
+    endpoint: str
+    """The routing endpoint that was asked for."""
+    chose: str
+    """The candidate endpoint it sent the call to."""
+    reason: str
+
+
+@dataclass(frozen=True)
 class _RequestCall:
     """A call that answers a chat request (whole or streamed)."""
 
     request: ChatRequest
     caller: Caller = ANONYMOUS
+    route: RouteNote | None = None
 
     @property
     def tag(self) -> str | None:
@@ -102,6 +114,7 @@ class EmbedCall:
 
     texts: tuple[str, ...]
     caller: Caller = ANONYMOUS
+    route: RouteNote | None = None
     kind: Literal["embed"] = field(default="embed", init=False)
 
     @property

@@ -59,6 +59,7 @@ class MeteredModel(WrapperModel):
                 model=result.model if result is not None else self.inner.name,
                 status=status,
                 tag=call.tag,
+                requested_endpoint=call.route.endpoint if call.route else None,
                 key=caller.key,
                 input_tokens=usage.input_tokens if usage else 0,
                 output_tokens=usage.output_tokens if usage else 0,
@@ -67,7 +68,11 @@ class MeteredModel(WrapperModel):
                 latency_s=time.time() - started,
                 cache_hit=cached,
                 error=f"{type(error).__name__}: {error}"[:500] if isinstance(error, Exception) else None,
-                extra={"kind": call.kind, **({"query": caller.query} if caller.query else {})},
+                extra={
+                    "kind": call.kind,
+                    **({"query": caller.query} if caller.query else {}),
+                    **({"route": {"chose": call.route.chose, "reason": call.route.reason}} if call.route else {}),
+                },
             )
         )
         if result is None or usage is None:

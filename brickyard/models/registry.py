@@ -221,6 +221,9 @@ class Registry:
         if config.cascade is not None:  # at most: the proxy and the strong model both answer a row
             proxy, strong = self.price(config.cascade.proxy), self.price(config.cascade.strong)
             return Price(proxy.input_per_1m + strong.input_per_1m, proxy.output_per_1m + strong.output_per_1m)
+        if config.route is not None:  # at most: the dearest candidate
+            prices = [self.price(c) for c in config.route.candidates]
+            return Price(max(p.input_per_1m for p in prices), max(p.output_per_1m for p in prices))
         return Price(config.price_input_per_1m, config.price_output_per_1m)
 
     # -- building -------------------------------------------------------------------------------
@@ -269,6 +272,12 @@ class Registry:
         if config.split is not None:
             parts = [(weight, self._get(target, building)) for target, weight in config.split.items()]
             return SplitModel(parts, name=name)
+        if config.route is not None:
+            from brickyard.models.commitment_route import CommitmentChooser, CommitmentRouteModel
+
+            routes = [(target, self._get(target, building)) for target in config.route.candidates]
+            chooser = CommitmentChooser(name, config.route, self.settings, self.store, self._latest_evaluation)
+            return CommitmentRouteModel(routes, chooser, name=name)
         if config.cascade is not None:
             c = config.cascade
             proxy, strong = self._get(c.proxy, building), self._get(c.strong, building)
@@ -292,6 +301,11 @@ class Registry:
         if config.max_tokens:  # outermost: the cache key, the budget and the upstream (fallbacks too) see it
             model = OutputDefaultModel(model, config.max_tokens)
         return model
+
+    def _latest_evaluation(self, agent: str) -> dict[str, Any] | None:
+        """The agent's latest evaluation record (what a commitment route's equivalence comes from)."""
+        store = getattr(self.host, "eval_store", None)
+        return store.latest_run(agent) if store is not None else None
 
     def spec_for(self, name: str, config: EndpointConfig) -> tuple[ProviderInfo, ProviderSpec]:
         assert config.model is not None
@@ -343,6 +357,7 @@ class Registry:
         try:
             config = self.config_for(name)
             parts = [*(config.split or {}), *((config.cascade.proxy, config.cascade.strong) if config.cascade else ())]
+            parts += config.route.candidates if config.route else []
             if parts:
                 reasons = [r for t in parts if (r := self.readiness(t))]
                 return "; ".join(reasons) or None

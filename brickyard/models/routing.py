@@ -10,7 +10,7 @@ from brickyard.models.base import Capabilities, Model, copy_capabilities
 from brickyard.models.calls import Call, Reply
 
 
-def _falls_through(exc: BaseException) -> bool:
+def falls_through(exc: BaseException) -> bool:
     """429, 5xx, timeouts and malformed answers (after that endpoint's retries), and budget refusals: the next
     endpoint is tried, at its own price and against its own budgets."""
     return (isinstance(exc, ProviderError) and exc.retryable) or isinstance(exc, BudgetExceededError)
@@ -32,7 +32,7 @@ class FallbackModel(Model):
             try:
                 return await model.handle(call)
             except Exception as exc:
-                if not _falls_through(exc):
+                if not falls_through(exc):
                     raise
                 last = exc
         assert last is not None
@@ -41,6 +41,21 @@ class FallbackModel(Model):
     async def aclose(self) -> None:
         for model in self.models:
             await model.aclose()
+
+
+def joint_capabilities(models: Sequence[Model]) -> Capabilities:
+    """What a model that may send a call to any of `models` can promise: what all of them can do."""
+    caps = [m.capabilities for m in models]
+    return Capabilities(
+        chat=all(c.chat for c in caps),
+        embeddings=all(c.embeddings for c in caps),
+        json_schema=all(c.json_schema for c in caps),
+        logprobs=all(c.logprobs for c in caps),
+        tools=all(c.tools for c in caps),
+        grammar=all(c.grammar for c in caps),
+        max_concurrency=sum(c.max_concurrency for c in caps),
+        context_window=min((c.context_window for c in caps if c.context_window), default=None),
+    )
 
 
 class SplitModel(Model):
@@ -53,20 +68,7 @@ class SplitModel(Model):
         self.weights = [w for w, _ in weighted]
         self.models = [m for _, m in weighted]
         self._rng = random.Random(seed)
-        caps = [m.capabilities for m in self.models]
-        copy_capabilities(
-            self,
-            Capabilities(
-                chat=all(c.chat for c in caps),
-                embeddings=all(c.embeddings for c in caps),
-                json_schema=all(c.json_schema for c in caps),
-                logprobs=all(c.logprobs for c in caps),
-                tools=all(c.tools for c in caps),
-                grammar=all(c.grammar for c in caps),
-                max_concurrency=sum(c.max_concurrency for c in caps),
-                context_window=min((c.context_window for c in caps if c.context_window), default=None),
-            ),
-        )
+        copy_capabilities(self, joint_capabilities(self.models))
 
     def pick(self) -> Model:
         return self._rng.choices(self.models, weights=self.weights, k=1)[0]

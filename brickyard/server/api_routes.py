@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from brickyard.commitments import RECENT_DAYS, burn_downs
 from brickyard.server.errors import APIError
 from brickyard.server.schemas import InvocationBody, Message, SQLBody
 from brickyard.server.sql_api import run_sql
@@ -193,6 +194,21 @@ def router(state: ServerState) -> APIRouter:
             found = await asyncio.to_thread(lambda: store.usage(**filters))
             out["records"] = [dataclasses.asdict(r) for r in found[-limit:]]
         return json_response(out)
+
+    @api.get("/api/commitments", tags=["usage"], summary="Each commitment's burn-down, projection and alert")
+    async def commitments(request: Request) -> Response:
+        principal = state.authenticate(request)
+        if not principal.admin:  # a commitment sums every key's spend
+            raise APIError(
+                403,
+                "only an admin key may read commitments (they sum every key's spend). "
+                "Fix: use a key created with --admin",
+                "permission_error",
+                "admin_only",
+            )
+        now = time.time()
+        rows = await asyncio.to_thread(burn_downs, state.workspace.settings, state.workspace.store, now)
+        return json_response({"now": now, "recent_days": RECENT_DAYS, "commitments": [r.as_dict() for r in rows]})
 
     @api.get("/healthz", tags=["health"], summary="Liveness: the process answers")
     async def healthz() -> Response:

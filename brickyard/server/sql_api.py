@@ -32,10 +32,11 @@ from brickyard.models.calls import Caller
 from brickyard.models.registry import Registry, Surface, Target
 from brickyard.server.errors import APIError
 from brickyard.sql.binding import QueryEstimate
-from brickyard.sql.duckdb import MACROS, connect
+from brickyard.sql.declarations import SQL_NAMES, public_message
+from brickyard.sql.duckdb import connect
 from brickyard.workspace import Workspace
 
-AI_FUNCTIONS = frozenset(re.findall(r"CREATE OR REPLACE MACRO (\w+)\(", MACROS)) - {"vector_search"}
+AI_FUNCTIONS = SQL_NAMES - {"vector_search"}
 _NOT_HERE = ("pragma", "call", "set", "reset", "describe", "show", "summarize")
 
 
@@ -100,11 +101,10 @@ def run_sql(
     cap = max_cost_usd if max_cost_usd is not None else 1e12
     con = _open(workspace, caller, max_cost_usd=cap, dry_run=False)
     try:
-        raw = con.duckdb
-        query = check(raw, sql)
+        planned = _prepare(con, sql, row_limit)
         if watch is not None:
             watch(con)
-        columns, rows, truncated = _execute(raw, query, row_limit, timeout_s)
+        columns, rows, truncated = _execute(con.duckdb, planned, row_limit, timeout_s)
         spent = con.brickyard.cap.spent_usd if con.brickyard.cap else 0.0
         return SQLResult(columns, [[_cell(v) for v in row] for row in rows], truncated, spent)
     finally:
@@ -116,8 +116,7 @@ def estimate_sql(workspace: Workspace, sql: str, *, caller: Caller, row_limit: i
     is called (a dry run: `ai_filter` passes every row, answers are counted at max_tokens)."""
     con = _open(workspace, caller, max_cost_usd=None, dry_run=True)
     try:
-        raw = con.duckdb
-        _execute(raw, check(raw, sql), row_limit, timeout_s)
+        _execute(con.duckdb, _prepare(con, sql, row_limit), row_limit, timeout_s)
         return con.brickyard.estimate()
     finally:
         con.close()
@@ -145,12 +144,23 @@ def _open(workspace: Workspace, caller: Caller, *, max_cost_usd: float | None, d
             ) from None
         raw.execute("USE warehouse")
         raw.execute("SET search_path = 'memory.main,warehouse.main'")  # fresh AI macros before stored ones
-        raw.execute("SET enable_external_access = false")
-        raw.execute("SET lock_configuration = true")
     except BaseException:
         con.close()
         raise
     return con
+
+
+def _prepare(con: Any, sql: str, row_limit: int) -> str:
+    """Check the query and plan it, then lock the configuration; returns the SQL to run."""
+    raw = con.duckdb
+    query = check(raw, sql)
+    # planned before the configuration is locked: a LIMIT (and the row limit) stops model calls
+    plan = con.plan(f"SELECT * FROM (\n{query}\n) AS brickyard_answer LIMIT {row_limit + 1}")
+    for name, value in plan.settings.items():
+        raw.execute(f"SET {name} = '{value}'")
+    raw.execute("SET enable_external_access = false")
+    raw.execute("SET lock_configuration = true")
+    return str(plan.sql)
 
 
 def check(con: Any, sql: str) -> str:
@@ -197,10 +207,10 @@ def check(con: Any, sql: str) -> str:
     return query
 
 
-def _execute(con: Any, query: str, row_limit: int, timeout_s: float) -> tuple[list[str], list[Any], bool]:
+def _execute(con: Any, wrapped: str, row_limit: int, timeout_s: float) -> tuple[list[str], list[Any], bool]:
+    """Run the query (already wrapped in `LIMIT row_limit + 1`) under the timeout."""
     import duckdb
 
-    wrapped = f"SELECT * FROM (\n{query}\n) AS brickyard_answer LIMIT {row_limit + 1}"
     fired = threading.Event()
 
     def stop() -> None:
@@ -237,7 +247,7 @@ def _refused(reason: str) -> SQLRefusedError:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).replace("Python exception occurred while executing the UDF: ", "").strip()
+    text = public_message(exc)
     return text.splitlines()[0] if text else type(exc).__name__
 
 

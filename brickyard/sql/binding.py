@@ -28,6 +28,7 @@ from brickyard.functions import (
     fix_grammar,
     gen,
     mask,
+    match,
     query,
     similarity,
     summarize,
@@ -35,10 +36,12 @@ from brickyard.functions import (
 )
 from brickyard.functions._rows import is_null
 from brickyard.functions.classify import Classification
+from brickyard.functions.filter_cascade import CascadeReport, filter_with_recall
 from brickyard.models._types import ChatRequest, ChatResult, EmbeddingResult, Usage
 from brickyard.models.base import Model
 from brickyard.models.budget import CostCap
 from brickyard.sql._loop_thread import LoopThread
+from brickyard.sql.memo import MemoizedEmbeddings, QueryMemo
 from brickyard.workspace import Workspace
 
 EMBEDDING_FUNCTIONS = {"ai_embed", "ai_similarity", "vector_search"}
@@ -119,8 +122,16 @@ class FunctionBinding:
         self.read_examples: Callable[[str], list[tuple[str, str]]] | None = None
         """Reads a table's (text, label) rows for `ai_classify(..., options => {'examples': 'table'})`; set by
         the warehouse that owns this binding (none on Spark workers)."""
+        self.cascades: list[CascadeReport] = []
+        """What each `ai_filter(..., options => {'target_recall': ...})` batch did (calls avoided, recall)."""
+        self.memo = QueryMemo()
+        """This statement's answers: the same call on the same row is computed once (cleared per statement)."""
         self._models: dict[str, Model] = {}
         self._loop = LoopThread()
+
+    def begin_statement(self) -> None:
+        """Forget the previous statement's answers (the response cache, if on, still serves them)."""
+        self.memo.clear()
 
     # -- models ---------------------------------------------------------------------------------
     def endpoint_for(self, function: str, endpoint: str | None = None) -> str:
@@ -140,6 +151,8 @@ class FunctionBinding:
                 model = RecordingModel(model, self.recorded[name])
             elif self.cap is not None:
                 model = self.cap.bind(model, self.workspace.store)
+            if model.supports_embeddings:
+                model = MemoizedEmbeddings(model, self.memo)
             self._models[name] = model
         return self._models[name]
 
@@ -247,10 +260,14 @@ class FunctionBinding:
         return outcome.values, outcome.errors
 
     def ai_classify(
-        self, contents: Sequence[str | None], labels: Sequence[str | None], options: Sequence[str | None]
+        self,
+        contents: Sequence[str | None],
+        labels: Sequence[str | None],
+        options: Sequence[str | None],
+        endpoints: Sequence[str | None] | None = None,
     ) -> list[str | None]:
         def run(key: Any, idx: list[int]) -> Outcome[Any]:
-            label_json, opts = key
+            label_json, opts, endpoint = key
             parsed = _options(opts, {"instructions", "multilabel", "confidence", "examples"})
             multilabel = _flag(parsed, "multilabel")
             with_confidence = _flag(parsed, "confidence")
@@ -261,7 +278,7 @@ class FunctionBinding:
                 classify(
                     [contents[i] for i in idx],
                     _labels(label_json),
-                    self.model("ai_classify"),
+                    self.model("ai_classify", endpoint),
                     instructions=parsed.get("instructions"),
                     multilabel=multilabel,
                     tag="sql",
@@ -280,7 +297,8 @@ class FunctionBinding:
                 ]
             return outcome
 
-        return self._finish(self._grouped("ai_classify", list(zip(labels, options, strict=True)), run, contents))
+        keys = list(zip(labels, options, _each(endpoints, len(contents)), strict=True))
+        return self._finish(self._grouped("ai_classify", keys, run, contents))
 
     def _examples(self, relation: Any) -> list[tuple[str, str]]:
         """The labelled rows of `examples`: a table or view with a `label` column and a `content` or `text` column."""
@@ -300,16 +318,23 @@ class FunctionBinding:
             raise _DryRun
         return rows
 
-    def ai_extract(self, contents: Sequence[str | None], labels: Sequence[str | None]) -> list[str | None]:
+    def ai_extract(
+        self,
+        contents: Sequence[str | None],
+        labels: Sequence[str | None],
+        endpoints: Sequence[str | None] | None = None,
+    ) -> list[str | None]:
         def run(key: Any, idx: list[int]) -> Outcome[Any]:
-            target = _labels(key)
+            label_json, endpoint = key
+            model = self.model("ai_extract", endpoint)
             outcome = self._run(
-                extract([contents[i] for i in idx], target, self.model("ai_extract"), tag="sql", progress=self.progress)
+                extract([contents[i] for i in idx], _labels(label_json), model, tag="sql", progress=self.progress)
             )
             outcome.values = [None if v is None else json.dumps(v, ensure_ascii=False) for v in outcome.values]
             return outcome
 
-        return self._finish(self._grouped("ai_extract", list(labels), run, contents))
+        keys = list(zip(labels, _each(endpoints, len(contents)), strict=True))
+        return self._finish(self._grouped("ai_extract", keys, run, contents))
 
     def _text_function(
         self,
@@ -317,45 +342,69 @@ class FunctionBinding:
         contents: Sequence[str | None],
         keys: Sequence[Any],
         call: Callable[[list[str | None], Any, Model], Coroutine[Any, Any, Outcome[Any]]],
+        endpoints: Sequence[str | None] | None,
     ) -> list[Any]:
         def run(key: Any, idx: list[int]) -> Outcome[Any]:
-            return self._run(call([contents[i] for i in idx], key, self.model(function)))
+            argument, endpoint = key
+            return self._run(call([contents[i] for i in idx], argument, self.model(function, endpoint)))
 
-        return self._finish(self._grouped(function, list(keys), run, contents))
+        both = list(zip(keys, _each(endpoints, len(contents)), strict=True))
+        return self._finish(self._grouped(function, both, run, contents))
 
-    def ai_summarize(self, contents: Sequence[str | None], max_words: Sequence[int | None]) -> list[Any]:
+    def ai_summarize(
+        self,
+        contents: Sequence[str | None],
+        max_words: Sequence[int | None],
+        endpoints: Sequence[str | None] | None = None,
+    ) -> list[Any]:
         return self._text_function(
             "ai_summarize",
             contents,
             [50 if is_null(m) else int(m) for m in max_words],  # type: ignore[arg-type]
             lambda texts, words, model: summarize(texts, model, max_words=words, tag="sql", progress=self.progress),
+            endpoints,
         )
 
-    def ai_translate(self, contents: Sequence[str | None], to_langs: Sequence[str | None]) -> list[Any]:
+    def ai_translate(
+        self,
+        contents: Sequence[str | None],
+        to_langs: Sequence[str | None],
+        endpoints: Sequence[str | None] | None = None,
+    ) -> list[Any]:
         return self._text_function(
             "ai_translate",
             contents,
             to_langs,
             lambda texts, lang, model: translate(texts, lang, model, tag="sql", progress=self.progress),
+            endpoints,
         )
 
-    def ai_fix_grammar(self, contents: Sequence[str | None]) -> list[Any]:
+    def ai_fix_grammar(
+        self, contents: Sequence[str | None], endpoints: Sequence[str | None] | None = None
+    ) -> list[Any]:
         return self._text_function(
             "ai_fix_grammar",
             contents,
             [None] * len(contents),
             lambda texts, _, model: fix_grammar(texts, model, tag="sql", progress=self.progress),
+            endpoints,
         )
 
-    def ai_gen(self, prompts: Sequence[str | None]) -> list[Any]:
+    def ai_gen(self, prompts: Sequence[str | None], endpoints: Sequence[str | None] | None = None) -> list[Any]:
         return self._text_function(
             "ai_gen",
             prompts,
             [None] * len(prompts),
             lambda texts, _, model: gen(texts, model, tag="sql", progress=self.progress),
+            endpoints,
         )
 
-    def ai_mask(self, contents: Sequence[str | None], labels: Sequence[str | None]) -> list[Any]:
+    def ai_mask(
+        self,
+        contents: Sequence[str | None],
+        labels: Sequence[str | None],
+        endpoints: Sequence[str | None] | None = None,
+    ) -> list[Any]:
         return self._text_function(
             "ai_mask",
             contents,
@@ -363,34 +412,82 @@ class FunctionBinding:
             lambda texts, label_json, model: mask(
                 texts, _string_list(label_json), model, tag="sql", progress=self.progress
             ),
+            endpoints,
         )
 
-    def ai_analyze_sentiment(self, contents: Sequence[str | None]) -> list[Any]:
+    def ai_analyze_sentiment(
+        self, contents: Sequence[str | None], endpoints: Sequence[str | None] | None = None
+    ) -> list[Any]:
         return self._text_function(
             "ai_analyze_sentiment",
             contents,
             [None] * len(contents),
             lambda texts, _, model: analyze_sentiment(texts, model, tag="sql", progress=self.progress),
+            endpoints,
         )
 
-    def ai_filter(self, predicates: Sequence[str | None], contents: Sequence[str | None]) -> list[Any]:
+    def ai_filter(
+        self,
+        predicates: Sequence[str | None],
+        contents: Sequence[str | None],
+        options: Sequence[str | None] | None = None,
+        endpoints: Sequence[str | None] | None = None,
+    ) -> list[Any]:
         def run(key: Any, idx: list[int]) -> Outcome[Any]:
+            predicate, opts, endpoint = key
+            parsed = _options(opts, {"target_recall", "seed"})
+            rows = [contents[i] for i in idx]
+            model = self.model("ai_filter", endpoint)
+            if "target_recall" in parsed and not self.dry_run:  # an estimate stays the upper bound
+                outcome, report = self._loop.run(
+                    filter_with_recall(
+                        predicate,
+                        rows,
+                        model,
+                        self.model("ai_embed"),
+                        target_recall=_number(parsed, "target_recall"),
+                        seed=int(_number(parsed, "seed", 0)),
+                        tag="sql",
+                        progress=self.progress,
+                    )
+                )
+                self.cascades.append(report)
+                return outcome
             return self._run(
-                filter_(
-                    key,
+                filter_(predicate, rows, model, tag="sql", progress=self.progress, embedder=self.model("ai_embed"))
+            )
+
+        n = len(contents)
+        keys = list(zip(predicates, options or [None] * n, _each(endpoints, n), strict=True))
+        # A dry run lets every row through, so the estimate covers what comes after the filter.
+        return self._finish(self._grouped("ai_filter", keys, run, contents), placeholder=True)
+
+    def ai_match(
+        self,
+        contents: Sequence[str | None],
+        predicates: Sequence[str | None],
+        endpoints: Sequence[str | None] | None = None,
+    ) -> list[Any]:
+        """The predicates each content satisfies (a list per row)."""
+
+        def run(key: Any, idx: list[int]) -> Outcome[Any]:
+            predicate_json, endpoint = key
+            return self._run(
+                match(
                     [contents[i] for i in idx],
-                    self.model("ai_filter"),
+                    _string_list(predicate_json),
+                    self.model("ai_filter", endpoint),
                     tag="sql",
                     progress=self.progress,
-                    embedder=self.model("ai_embed"),  # the default embedder, for small local models
+                    embedder=self.model("ai_embed"),
                 )
             )
 
-        # A dry run lets every row through, so the estimate covers what comes after the filter.
-        return self._finish(self._grouped("ai_filter", list(predicates), run, contents), placeholder=True)
+        keys = list(zip(predicates, _each(endpoints, len(contents)), strict=True))
+        return self._finish(self._grouped("ai_match", keys, run, contents), placeholder=[])
 
-    def ai_agg(self, texts: Sequence[str | None], instruction: str) -> str | None:
-        model = self.model("ai_agg")
+    def ai_agg(self, texts: Sequence[str | None], instruction: str, endpoint: str | None = None) -> str | None:
+        model = self.model("ai_agg", endpoint)
         try:
             return self._loop.run(aggregate(texts, instruction, model, tag="sql", progress=self.progress))
         except _DryRun:
@@ -402,9 +499,24 @@ class FunctionBinding:
 
         return self._finish(self._grouped("ai_embed", list(endpoints), run, contents))
 
-    def ai_similarity(self, left: Sequence[str | None], right: Sequence[str | None]) -> list[Any]:
-        outcome = self._run(similarity(left, right, self.model("ai_similarity")))
-        return self._finish(outcome)
+    def ai_similarity(
+        self,
+        left: Sequence[str | None],
+        right: Sequence[str | None],
+        endpoints: Sequence[str | None] | None = None,
+    ) -> list[Any]:
+        def run(key: Any, idx: list[int]) -> Outcome[Any]:
+            model = self.model("ai_similarity", key)
+            return self._run(similarity([left[i] for i in idx], [right[i] for i in idx], model))
+
+        return self._finish(self._grouped("ai_similarity", _each(endpoints, len(left)), run))
+
+
+def _each(endpoints: Sequence[str | None] | None, n: int) -> list[str | None]:
+    """The `endpoint =>` argument per row (None: the function's configured endpoint)."""
+    if endpoints is None:
+        return [None] * n
+    return [None if is_null(e) or not str(e).strip() else str(e).strip() for e in endpoints]
 
 
 def _options(raw: str | None, allowed: set[str]) -> dict[str, Any]:
@@ -426,6 +538,15 @@ def _options(raw: str | None, allowed: set[str]) -> dict[str, Any]:
 
 
 _RELATION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}")
+
+
+def _number(options: dict[str, Any], name: str, default: float | None = None) -> float:
+    """A numeric option (a number, or its text)."""
+    value = options.get(name, default)
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidRequestError(f"option `{name}` must be a number; got {value!r}") from None
 
 
 def _flag(options: dict[str, Any], name: str) -> bool:

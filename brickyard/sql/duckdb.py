@@ -7,49 +7,22 @@ and named arguments: Databricks' `name => value` works as written (DuckDB also a
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from brickyard._errors import InvalidRequestError, MissingExtraError
-from brickyard.functions.extract import SQL_TYPES
 from brickyard.sql.binding import FunctionBinding
+from brickyard.sql.declarations import FUNCTIONS, AIFunction, macros_sql
+from brickyard.sql.planner import Plan, Planner
 from brickyard.store.payloads import register_view as register_payloads_view
 from brickyard.workspace import WAREHOUSE_NAME as WAREHOUSE_NAME  # the file name, for old imports
 from brickyard.workspace import Workspace
 
-MACROS = """
-CREATE OR REPLACE MACRO ai_query(endpoint, request, returnType := NULL, modelParameters := NULL,
-                                 responseFormat := NULL) AS
-    __by_ai_query(endpoint, request, to_json(modelParameters)::VARCHAR, responseFormat::VARCHAR),
-  (endpoint, request, failOnError, returnType := NULL, modelParameters := NULL, responseFormat := NULL) AS
-    __by_ai_query_struct(endpoint, request, to_json(modelParameters)::VARCHAR, responseFormat::VARCHAR,
-                         failOnError::BOOLEAN);
-CREATE OR REPLACE MACRO ai_classify(content, labels, options := NULL) AS
-    __by_ai_classify(content, to_json(labels)::VARCHAR, to_json(options)::VARCHAR);
-CREATE OR REPLACE MACRO __ai_label_field(x) AS
-    CASE WHEN split_part(trim(x), ' ', -1) IN ({types}) AND position(' ' IN trim(x)) > 0
-         THEN (trim(left(trim(x), length(trim(x)) - length(split_part(trim(x), ' ', -1)))),
-               split_part(trim(x), ' ', -1))
-         ELSE (trim(x), 'VARCHAR') END;
-CREATE OR REPLACE MACRO ai_extract(content, labels) AS
-    json_transform(__by_ai_extract(content, to_json(labels)::VARCHAR),
-                   to_json(map_from_entries(list_transform(labels, x -> __ai_label_field(x)))));
-CREATE OR REPLACE MACRO ai_extract_json(content, schema) AS
-    __by_ai_extract(content, to_json(schema)::VARCHAR)::JSON;
-CREATE OR REPLACE MACRO ai_summarize(content, max_words := 50) AS __by_ai_summarize(content, max_words);
-CREATE OR REPLACE MACRO ai_translate(content, to_lang) AS __by_ai_translate(content, to_lang);
-CREATE OR REPLACE MACRO ai_fix_grammar(content) AS __by_ai_fix_grammar(content);
-CREATE OR REPLACE MACRO ai_gen(prompt) AS __by_ai_gen(prompt);
-CREATE OR REPLACE MACRO ai_mask(content, labels) AS __by_ai_mask(content, to_json(labels)::VARCHAR);
-CREATE OR REPLACE MACRO ai_analyze_sentiment(content) AS __by_ai_analyze_sentiment(content);
-CREATE OR REPLACE MACRO ai_similarity(a, b) AS __by_ai_similarity(a, b);
-CREATE OR REPLACE MACRO ai_filter(predicate, content) AS __by_ai_filter(predicate, content);
-CREATE OR REPLACE MACRO ai_embed(content, endpoint := NULL) AS __by_ai_embed(content, endpoint);
-CREATE OR REPLACE MACRO ai_agg(texts, instruction) AS __by_ai_agg(texts, instruction);
-CREATE OR REPLACE MACRO vector_search(index_name, query, k := 10) AS TABLE
-    SELECT key, text, list_cosine_similarity(embedding::FLOAT[], ai_embed(query)) AS score
-    FROM query_table(index_name) ORDER BY score DESC LIMIT k;
-""".replace("{types}", ", ".join(f"'{name}'" for name in SQL_TYPES))
+MACROS = macros_sql()
+"""Every AI function's macro, generated from `brickyard.sql.declarations`."""
 
 
 def _duckdb() -> Any:
@@ -94,9 +67,51 @@ class _Connection:
     def __init__(self, con: Any, binding: FunctionBinding) -> None:
         self._con = con
         self.brickyard = binding
+        self.planner = Planner(con)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._con, name)
+
+    def plan(self, query: str) -> Plan:
+        """How `query` would run: rewritten so a LIMIT stops model calls (see `brickyard.sql.planner`)."""
+        if self.brickyard.dry_run:  # an estimate is the upper bound: every row the query could read
+            return Plan(query)
+        return self.planner.plan(query)
+
+    def execute(self, query: Any, parameters: Any = None) -> Any:
+        """DuckDB's `execute`, planned, after clearing the previous statement's AI answers and streams."""
+        self._begin()
+        if parameters is None and isinstance(query, str):
+            plan = self.plan(query)
+            if plan.rewritten:
+                try:
+                    with _settings(self._con, plan.settings):
+                        self._con.execute(plan.sql)
+                    return self
+                except (_duckdb().BinderException, _duckdb().CatalogException):  # before any call: as written
+                    self.planner.release()
+        self._con.execute(query, parameters)
+        return self
+
+    def sql(self, query: str, **kwargs: Any) -> Any:
+        """DuckDB's `sql` (a relation); a planned statement runs now and its rows become the relation."""
+        self._begin()
+        if not kwargs:
+            plan = self.plan(query)
+            if plan.rewritten:
+                try:
+                    with _settings(self._con, plan.settings):
+                        rows = self._con.execute(plan.sql).to_arrow_table()
+                    return self._con.from_arrow(rows)
+                except (_duckdb().BinderException, _duckdb().CatalogException):
+                    self.planner.release()
+        return self._con.sql(query, **kwargs)
+
+    def _begin(self) -> None:
+        self.brickyard.begin_statement()
+        self.planner.release()
+
+    query = sql
 
     @property
     def duckdb(self) -> Any:
@@ -112,6 +127,19 @@ class _Connection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def _settings(con: Any, settings: dict[str, str]) -> Iterator[None]:
+    """Run with DuckDB settings changed, then put them back."""
+    before = {name: con.execute(f"SELECT current_setting('{name}')").fetchone()[0] for name in settings}
+    for name, value in settings.items():
+        con.execute(f"SET {name} = '{value}'")
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            con.execute(f"SET {name} = '{value}'")
 
 
 def _examples_reader(con: Any) -> Any:
@@ -139,104 +167,74 @@ def _examples_reader(con: Any) -> Any:
     return read
 
 
+def _arrow_type(pa: Any, sql_type: str) -> Any:
+    """The Arrow type of a UDF's declared SQL result."""
+    return {
+        "VARCHAR": pa.string(),
+        "FLOAT": pa.float32(),
+        "BOOLEAN": pa.bool_(),
+        "FLOAT[]": pa.list_(pa.float32()),
+        "VARCHAR[]": pa.list_(pa.string()),
+    }[sql_type]
+
+
 def register(con: Any, binding: FunctionBinding) -> None:
-    """Register the Arrow UDFs and the Databricks-style macros on a DuckDB connection."""
+    """Register each declared function's Arrow UDF (through the query memo), then the macros."""
     import pyarrow as pa
 
-    def strings(array: Any) -> list[Any]:
-        return list(array.to_pylist())
-
     binding.read_examples = _examples_reader(con)
+    memo = binding.memo
 
     def udf(name: str, params: list[str], returns: str, fn: Any) -> None:
         con.create_function(name, fn, params, returns, type="arrow", null_handling="special", side_effects=True)
 
-    def ai_query(endpoint: Any, request: Any, params: Any, fmt: Any) -> Any:
-        values, _ = binding.ai_query(strings(endpoint), strings(request), strings(params), strings(fmt))
-        return pa.array(values, type=pa.string())
+    def columns(arrays: tuple[Any, ...]) -> list[list[Any]]:
+        return [list(a.to_pylist()) for a in arrays]
+
+    def row_function(function: AIFunction) -> Any:
+        method = getattr(binding, function.method)
+        arrow_type = _arrow_type(pa, function.returns)
+
+        def call(*arrays: Any) -> Any:
+            if function.name == "ai_query":  # (values, errors); strict, so the values
+                values = memo.rows(function.name, columns(arrays), lambda cols: method(*cols)[0])
+            elif function.name == "ai_agg":  # one list of texts per row, answered by map-reduce
+                values = memo.rows(function.name, columns(arrays), lambda cols: _each_agg(binding, *cols))
+            else:
+                values = memo.rows(function.name, columns(arrays), lambda cols: method(*cols))
+            return pa.array(values, type=arrow_type)
+
+        # DuckDB reads the arity from the signature
+        call.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_ONLY) for p in function.udf_params]
+        )
+        return call
+
+    for function in FUNCTIONS:
+        udf(function.udf, [p.udf_type for p in function.udf_params], function.returns, row_function(function))
 
     def ai_query_struct(endpoint: Any, request: Any, params: Any, fmt: Any, fail: Any) -> Any:
         fail_on_error = bool(fail[0].as_py()) if len(fail) and fail[0].as_py() is not None else True
-        values, errors = binding.ai_query(
-            strings(endpoint), strings(request), strings(params), strings(fmt), fail_on_error=fail_on_error
-        )
+
+        def compute(cols: list[list[Any]]) -> list[Any]:
+            values, errors = binding.ai_query(*cols, fail_on_error=fail_on_error)
+            return list(zip(values, errors, strict=True))
+
+        pairs = memo.rows(f"ai_query_struct:{fail_on_error}", columns((endpoint, request, params, fmt)), compute)
         return pa.StructArray.from_arrays(
-            [pa.array(values, type=pa.string()), pa.array(errors, type=pa.string())], names=["result", "errorMessage"]
+            [pa.array([v for v, _ in pairs], type=pa.string()), pa.array([e for _, e in pairs], type=pa.string())],
+            names=["result", "errorMessage"],
         )
 
     struct_type = "STRUCT(result VARCHAR, errorMessage VARCHAR)"
-    udf("__by_ai_query", ["VARCHAR"] * 4, "VARCHAR", ai_query)
     udf("__by_ai_query_struct", ["VARCHAR"] * 4 + ["BOOLEAN"], struct_type, ai_query_struct)
-    udf(
-        "__by_ai_classify",
-        ["VARCHAR"] * 3,
-        "VARCHAR",
-        lambda c, labels, opts: pa.array(binding.ai_classify(strings(c), strings(labels), strings(opts)), pa.string()),
-    )
-    udf(
-        "__by_ai_extract",
-        ["VARCHAR"] * 2,
-        "VARCHAR",
-        lambda c, labels: pa.array(binding.ai_extract(strings(c), strings(labels)), pa.string()),
-    )
-    udf(
-        "__by_ai_summarize",
-        ["VARCHAR", "INTEGER"],
-        "VARCHAR",
-        lambda c, words: pa.array(binding.ai_summarize(strings(c), strings(words)), pa.string()),
-    )
-    udf(
-        "__by_ai_translate",
-        ["VARCHAR"] * 2,
-        "VARCHAR",
-        lambda c, lang: pa.array(binding.ai_translate(strings(c), strings(lang)), pa.string()),
-    )
-    udf(
-        "__by_ai_fix_grammar",
-        ["VARCHAR"],
-        "VARCHAR",
-        lambda c: pa.array(binding.ai_fix_grammar(strings(c)), pa.string()),
-    )
-    udf("__by_ai_gen", ["VARCHAR"], "VARCHAR", lambda c: pa.array(binding.ai_gen(strings(c)), pa.string()))
-    udf(
-        "__by_ai_mask",
-        ["VARCHAR"] * 2,
-        "VARCHAR",
-        lambda c, labels: pa.array(binding.ai_mask(strings(c), strings(labels)), pa.string()),
-    )
-    udf(
-        "__by_ai_analyze_sentiment",
-        ["VARCHAR"],
-        "VARCHAR",
-        lambda c: pa.array(binding.ai_analyze_sentiment(strings(c)), pa.string()),
-    )
-    udf(
-        "__by_ai_similarity",
-        ["VARCHAR"] * 2,
-        "FLOAT",
-        lambda a, b: pa.array(binding.ai_similarity(strings(a), strings(b)), pa.float32()),
-    )
-    udf(
-        "__by_ai_filter",
-        ["VARCHAR"] * 2,
-        "BOOLEAN",
-        lambda p, c: pa.array(binding.ai_filter(strings(p), strings(c)), pa.bool_()),
-    )
-    udf(
-        "__by_ai_embed",
-        ["VARCHAR"] * 2,
-        "FLOAT[]",
-        lambda c, e: pa.array(binding.ai_embed(strings(c), strings(e)), pa.list_(pa.float32())),
-    )
-
-    def ai_agg(texts: Any, instruction: Any) -> Any:
-        # One list of texts per row (an aggregate via `list(col)`); rows are answered one by one.
-        out = []
-        for row_texts, row_instruction in zip(texts.to_pylist(), instruction.to_pylist(), strict=True):
-            out.append(None if row_texts is None else binding.ai_agg(row_texts, row_instruction))
-        return pa.array(out, pa.string())
-
-    udf("__by_ai_agg", ["VARCHAR[]", "VARCHAR"], "VARCHAR", ai_agg)
     for statement in MACROS.split(";"):
         if statement.strip():
             con.execute(statement)
+
+
+def _each_agg(binding: FunctionBinding, texts: list[Any], instructions: list[Any], endpoints: list[Any]) -> list[Any]:
+    return [
+        None if row is None else binding.ai_agg(row, instruction, endpoint)
+        for row, instruction, endpoint in zip(texts, instructions, endpoints, strict=True)
+    ]

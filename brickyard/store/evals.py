@@ -232,6 +232,14 @@ class EvalStore:
             for r in rows
         }
 
+    def latest_run(self, agent: str) -> dict[str, Any] | None:
+        """The agent's newest stored evaluation run record, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT record FROM runs WHERE agent = ? ORDER BY created DESC LIMIT 1", (agent,)
+            ).fetchone()
+        return json.loads(row[0]) if row else None
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
