@@ -245,6 +245,10 @@ def test_sql_estimate_run_page_reload_download_and_cancel(open_page: Any, seeded
     page.keyboard.press("Control+Space")  # completions: the AI functions (and the warehouse's tables)
     page.get_by_role("option", name=re.compile("ai_classify")).first.wait_for()
     page.keyboard.press("Escape")
+    editor.fill("SELECT * FROM tick")
+    page.keyboard.press("Control+Space")
+    page.get_by_role("option", name=re.compile("tickets")).first.wait_for()  # the warehouse's own tables
+    page.keyboard.press("Escape")
     editor.fill("SELECT id, ai_query('flaky', body, failOnError => false) AS answer FROM tickets ORDER BY id")
     assert query.input_value().endswith("FROM tickets ORDER BY id")
     page.get_by_role("button", name="Estimate").click()

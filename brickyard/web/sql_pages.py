@@ -44,6 +44,22 @@ def router(console: Console) -> APIRouter:
     server = state.settings.server
     page = guarded(console)
 
+    schemas: dict[tuple[int, ...], dict[str, list[str]]] = {}
+
+    def schema() -> dict[str, list[str]]:
+        """The warehouse's tables and columns, read again only when its files change."""
+        path = state.workspace.warehouse_path
+        stamp = tuple(
+            n
+            for p in (path, path.with_name(path.name + ".wal"))
+            if p.exists()
+            for n in (p.stat().st_mtime_ns, p.stat().st_size)
+        )
+        if stamp not in schemas:
+            schemas.clear()
+            schemas[stamp] = warehouse_schema(path)
+        return schemas[stamp]
+
     def may_run(viewer: Viewer) -> None:
         if not viewer.sql:
             raise Refused(403, f"key {viewer.name} may not run SQL. Fix: ask an admin for a key created with --sql")
@@ -60,7 +76,7 @@ def router(console: Console) -> APIRouter:
         viewer = console.require(request)
         current = owned(viewer, job) if job else None
         hints = {n: HINTS.get(n, f"{n}(...)") for n in sorted(AI_FUNCTIONS) if not n.startswith("_")}
-        tables = await asyncio.to_thread(warehouse_schema, state.workspace.warehouse_path)
+        tables = await asyncio.to_thread(schema)
         return console.page(
             request,
             "sql.html",
