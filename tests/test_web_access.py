@@ -201,6 +201,7 @@ def test_sql_jobs_run_with_the_api_checks_and_stay_with_their_key(app: FastAPI, 
     assert job_id
     done = _wait(team, job_id[1])
     assert "status-done" in done and "120 row(s)" in done and "page 1 of 3" in done
+    assert "120 AI calls (17 failed, 0 from the cache)" in done  # every call of the query, from the ledger
     assert done.count('class="row-error"') == 7  # rows 7, 14, ... 49 of the first page say boom
     rows = list(csv.reader(io.StringIO(team.get(f"/sql/jobs/{job_id[1]}/results.csv").text)))
     assert rows[0] == ["id", "answer"] and len(rows) == 121 and "boom" in rows[7][1]

@@ -20,8 +20,10 @@ from brickyard.web.store import ConsoleStore
 
 RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
 
-Runner = Callable[[Callable[[Any], None]], Any]
-"""Runs the query, handing its connection to the callback first; returns a `SQLResult` or raises."""
+Runner = Callable[[str, Callable[[Any], None]], Any]
+"""Runs the query of job `id`, handing its connection to the callback first; returns a `SQLResult` or raises."""
+Counter = Callable[[str, float], dict[str, Any]]
+"""What the query with this id (its cost cap's, on each call's usage record) started at `ts` has done so far."""
 
 
 @dataclass
@@ -68,6 +70,9 @@ class _Running:
         self.task: asyncio.Task[Any] | None = None
         self.lines: list[str] = []
         self.lock = threading.Lock()
+        self.counter: Callable[[], dict[str, Any]] | None = None
+        self.query: str | None = None
+        self.counted_at = 0.0
 
     def take_lines(self) -> str:
         with self.lock:
@@ -117,11 +122,13 @@ class Jobs:
         self._lock = threading.Lock()
         self._running: dict[str, _Running] = {}
 
-    def start(self, owner: str | None, sql: str, run: Runner) -> SQLJob:
+    def start(self, owner: str | None, sql: str, run: Runner, counter: Counter | None = None) -> SQLJob:
         job_id, now = secrets.token_hex(8), time.time()
         self._store.drop_jobs(now - self._keep, self._max)
         self._store.add_job(job_id, owner, sql, now)
         running = _Running()
+        if counter is not None:
+            running.counter = lambda: counter(running.query, now) if running.query else {}
         with self._lock:
             self._running[job_id] = running
         threading.Thread(
@@ -221,6 +228,9 @@ class Jobs:
                 lines = running.take_lines()
                 if lines:
                     self._store.append_log(job_id, lines)
+                if running.counter is not None and running.query and time.monotonic() - running.counted_at >= 1.0:
+                    running.counted_at = time.monotonic()
+                    self._store.set_result(job_id, running.counter())
                 if self._store.beat(job_id, time.time(), progress, spent):
                     self._stop(running)
 
@@ -229,12 +239,14 @@ class Jobs:
             if running.cancelled.is_set():
                 raise _Cancelled("cancelled")
             running.con = con
+            cap = con.brickyard.cap
+            running.query = cap.id if cap is not None else None
 
         columns: list[str] = []
         rows: list[list[Any]] = []
         truncated, error = False, None
         try:
-            result = run(watch)
+            result = run(job_id, watch)
         except Exception as exc:
             status = CANCELLED if running.cancelled.is_set() else FAILED
             error = "cancelled" if status == CANCELLED else _message(exc)
@@ -246,6 +258,9 @@ class Jobs:
             running.finished.set()
             with self._lock:
                 self._running.pop(job_id, None)
+        if running.counter is not None and running.query:
+            with contextlib.suppress(Exception):
+                self._store.set_result(job_id, running.counter())
         self._store.finish_job(
             job_id,
             status=status,

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from brickyard._errors import BrickyardError
 from brickyard.server.errors import APIError
 from brickyard.server.sql_api import AI_FUNCTIONS, estimate_sql, run_sql
+from brickyard.store.base import Store
 from brickyard.web.console import Console, Refused, Viewer
 from brickyard.web.home_pages import guarded
 from brickyard.web.jobs import RUNNING, SQLJob
@@ -118,7 +119,7 @@ def router(console: Console) -> APIRouter:
             raise Refused(400, "the SQL is empty. Fix: write one SELECT query")
         caller = viewer.principal.caller("console")
 
-        def run(watch: Any) -> Any:
+        def run(job_id: str, watch: Any) -> Any:
             return run_sql(
                 state.workspace,
                 text,
@@ -129,7 +130,10 @@ def router(console: Console) -> APIRouter:
                 watch=watch,
             )
 
-        job = console.jobs.start(viewer.principal.name, text, run)
+        def counter(query: str, started: float) -> dict[str, Any]:
+            return calls_of(state.workspace.store, query, viewer.principal.name, started)
+
+        job = console.jobs.start(viewer.principal.name, text, run, counter)
         response = console.page(request, "sql_job.html", viewer, job=job, page_rows=job_page(job, 1))
         response.headers["HX-Push-Url"] = f"/sql?job={job.id}"
         return response
@@ -209,6 +213,19 @@ def to_parquet(columns: list[str], rows: list[list[Any]]) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_arrays(arrays, names=columns), buffer)
     return buffer.getvalue()
+
+
+def calls_of(store: Store, query: str, key: str | None, since: float) -> dict[str, Any]:
+    """The AI calls a query made so far, from the ledger (queued records included): calls, errors, tokens.
+
+    Every call of a query carries its cost cap's id as `extra.query` on its usage record."""
+    records = [r for r in store.usage(since=since - 1, key=key) if r.extra.get("query") == query]
+    return {
+        "calls": len(records),
+        "errors": sum(r.status != "ok" for r in records),
+        "cache_hits": sum(r.cache_hit for r in records),
+        "tokens": sum(r.input_tokens + r.output_tokens for r in records),
+    }
 
 
 def warehouse_schema(path: Path) -> dict[str, list[str]]:
