@@ -295,6 +295,14 @@ def test_the_playground_streams_within_the_key_scopes_and_checks_its_input(app: 
         assert bad.status_code in (400, 403, 404) and field in bad.text, (form, bad.text[-300:])
     saved = team.post("/playground/save", data={"set": "../etc", "user": "x", "outputs": "{}", "csrf": token})
     assert saved.status_code == 400 and "set:" in saved.text
+    outputs = json.dumps({"det": {"text": "echo: hi there"}})
+    before = seeded.workspace.eval_store.version("reviews")
+    into_theirs = team.post("/playground/save", data={"set": "reviews", "user": "x", "outputs": outputs, "csrf": token})
+    assert into_theirs.status_code == 403 and seeded.workspace.eval_store.version("reviews") == before
+    made = team.post("/playground/save", data={"set": "pg-b", "user": "hi there", "outputs": outputs, "csrf": token})
+    again = team.post("/playground/save", data={"set": "pg-b", "user": "more", "outputs": outputs, "csrf": token})
+    assert made.status_code == again.status_code == 200
+    assert [c.input for c in seeded.workspace.eval_store.cases("pg-b", 2)] == ["hi there", "more"]
 
 
 def test_agents_are_listed_diffed_run_and_traced_within_the_key_scopes(app: FastAPI, seeded: Seeded) -> None:

@@ -21,6 +21,7 @@ from brickyard.web.console import Console, Refused, Viewer
 from brickyard.web.home_pages import guarded
 
 COLUMNS = 4
+PLAYGROUND_SOURCE = "console playground"
 _SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 
@@ -117,6 +118,12 @@ def router(console: Console) -> APIRouter:
 
         def add() -> int:
             latest = store.version(name)
+            if latest is not None and latest.source != PLAYGROUND_SOURCE and not viewer.admin:
+                raise Refused(
+                    403,
+                    f"set: {name} was not made in the playground, so only an admin key may add to it. "
+                    "Fix: name a new set",
+                )
             cases = store.cases(name, latest.version) if latest else []
             case = CaseRow(
                 id=f"playground-{int(time.time() * 1000)}",
@@ -133,7 +140,7 @@ def router(console: Console) -> APIRouter:
                 name,
                 [*cases, case],
                 created=time.time(),
-                source=latest.source if latest else "console playground",
+                source=latest.source if latest else PLAYGROUND_SOURCE,
                 description=f"a playground comparison added by {viewer.name}",
                 seed=latest.seed if latest else 0,
                 dev_fraction=latest.dev_fraction if latest else 0.0,
