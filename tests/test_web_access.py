@@ -420,13 +420,27 @@ def test_sessions_expire_when_idle_are_bounded_and_stored_hashed(tmp_path: Path)
     assert other.get("x" * 10_000) is None
 
 
-def test_the_open_server_lets_loopback_in_without_a_key(tmp_path: Path) -> None:
+def test_the_open_server_lets_loopback_in_without_a_key_until_the_first_key(tmp_path: Path) -> None:
     from brickyard import Workspace
+    from brickyard.server.runner import BackgroundServer
 
     ws = Workspace.init(tmp_path / "open")
     app = create_app(ws)
     stranger = TestClient(app, base_url=ORIGIN, follow_redirects=False)  # the test client is not loopback
     assert stranger.post("/login", data={"key": ""}).status_code == 401
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as local:
+        assert "sign in with the field empty" in local.get("/login").text
+        assert local.post("/login", data={"key": ""}).status_code == 303
+        page = local.get("/keys")
+        assert page.status_code == 200 and "local (open server)" in page.text
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)[1]  # type: ignore[index]
+        made = local.post("/keys", data={"name": "first", "scopes": "*", "admin": "on", "csrf": token})
+        assert made.status_code == 200 and ws.keys.get("first") is not None
+        deadline = time.monotonic() + 5
+        while local.get("/usage").status_code == 200:  # the server is no longer open: the keyless session ends
+            assert time.monotonic() < deadline, "a keyless session outlived the first key"
+            time.sleep(0.2)
+        assert local.post("/login", data={"key": ""}).status_code == 401
 
 
 def test_two_worker_processes_share_sessions_and_query_jobs(tmp_path: Path) -> None:
