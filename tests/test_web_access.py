@@ -334,7 +334,7 @@ def _follow_eval(c: TestClient, job_id: str, wanted: str) -> str:
         if wanted in text:
             return text
         assert "status-running" in text, text[-800:]
-        assert time.monotonic() < deadline, f"{wanted} not reached"
+        assert time.monotonic() < deadline, f"{wanted} not reached: {text[-1500:]}"
         time.sleep(0.2)
 
 
