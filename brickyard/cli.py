@@ -16,6 +16,7 @@ from rich.table import Table
 
 from brickyard._cli_common import WorkspaceOpt, err, out, run_and_close
 from brickyard._errors import BrickyardError, UserError
+from brickyard.batch_api.cli import batch_app
 from brickyard.evals.cli import eval_app
 from brickyard.models import catalog
 from brickyard.models._types import ChatRequest
@@ -38,6 +39,7 @@ app.add_typer(kb_app, name="kb")
 app.add_typer(server_cli.keys_app, name="keys")
 app.command("serve")(server_cli.serve)
 app.add_typer(eval_app, name="eval")
+app.add_typer(batch_app, name="batch")
 
 
 def _workspace(path: Path | None, *, cache: bool = True) -> Workspace:
@@ -254,6 +256,9 @@ def sql(
     ] = False,
     max_cost: Annotated[float | None, typer.Option(help="stop the query before it spends more USD than this")] = None,
     max_rows: Annotated[int, typer.Option(help="rows shown on the terminal")] = 50,
+    batch: Annotated[
+        bool, typer.Option(help="send AI function rows through the provider's batch API (half price, slower)")
+    ] = False,
     explain: Annotated[
         bool, typer.Option(help="print how each statement will run (the AI-aware rewrites); run nothing")
     ] = False,
@@ -307,6 +312,7 @@ def sql(
         )
         return
     with connect(ws, progress=None, max_cost_usd=max_cost) as con:
+        con.brickyard.batch = batch
         if output is not None:
             fmt = OUTPUT_FORMATS.get(output.suffix.lower())
             if fmt is None:

@@ -119,6 +119,10 @@ class EndpointConfig(_Strict):
     api_key_env: str | None = Field(default=None, description="environment variable holding the key")
     price_input_per_1m: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     price_output_per_1m: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    batch_price_input_per_1m: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="through a provider batch API (default: half)"
+    )
+    batch_price_output_per_1m: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     max_tokens: int | None = Field(
         default=None,
         gt=0,

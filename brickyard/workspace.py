@@ -24,12 +24,14 @@ from brickyard.store.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
     from brickyard.store.agents import AgentStore
+    from brickyard.store.batch_jobs import BatchJobStore
     from brickyard.store.evals import EvalStore
 
 CONFIG_NAME = "brickyard.toml"
 LEDGER_NAME = "ledger.sqlite"
 AGENTS_NAME = "agents.sqlite"
 EVALS_NAME = "evals.sqlite"
+BATCH_JOBS_NAME = "batch_jobs.sqlite"
 WAREHOUSE_NAME = "warehouse.duckdb"
 
 
@@ -130,6 +132,13 @@ class Workspace:
 
         return EvalStore(self.evals_path)
 
+    @cached_property
+    def batch_jobs(self) -> BatchJobStore:
+        """Provider batch jobs (`batch_jobs.sqlite`): rows, chunks and per-row results (`brickyard.batch_api`)."""
+        from brickyard.store.batch_jobs import BatchJobStore
+
+        return BatchJobStore(self.path / BATCH_JOBS_NAME)
+
     @property
     def payloads_dir(self) -> Path:
         """Where payload logs are written (`<workspace>/payloads`), one JSONL file per day and process."""
@@ -164,7 +173,7 @@ class Workspace:
         registry = self.__dict__.pop("registry", None)
         if registry is not None:
             await registry.aclose()  # first: agent models use the agent store
-        for name in ("store", "keys", "agent_store", "eval_store", "payloads"):
+        for name in ("store", "keys", "agent_store", "eval_store", "batch_jobs", "payloads"):
             opened = self.__dict__.pop(name, None)
             if opened is not None:
                 opened.close()

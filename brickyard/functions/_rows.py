@@ -65,7 +65,11 @@ async def run_rows(
     errors: list[str | None] = [None] * len(requests)
     if not live:
         return Outcome(values, errors)
-    report = await run_batch(model, [r for _, r in live], progress=progress, description=function)
+    batch_job = getattr(model, "run_batch_job", None)  # `brickyard sql --batch`: a provider batch job
+    if batch_job is not None:
+        report = await batch_job([r for _, r in live], description=function)
+    else:
+        report = await run_batch(model, [r for _, r in live], progress=progress, description=function)
     for (index, _), row in zip(live, report.rows, strict=True):
         if row.result is None:
             errors[index] = f"{function}: {row.error}"

@@ -17,6 +17,8 @@ from typing import Any
 
 from brickyard._errors import AIFunctionError, BrickyardError, InvalidRequestError
 from brickyard.batch import BatchEstimate, estimate_batch
+from brickyard.batch_api.model import BatchJobModel
+from brickyard.batch_api.sql import batch_query, wants_batch, without_batch
 from brickyard.functions import (
     Outcome,
     aggregate,
@@ -128,6 +130,9 @@ class FunctionBinding:
         """This statement's answers: the same call on the same row is computed once (cleared per statement)."""
         self._models: dict[str, Model] = {}
         self._loop = LoopThread()
+        self.batch = False
+        """Send the rows of every AI function through provider batch jobs (`brickyard sql --batch`); set before
+        the first query."""
 
     def begin_statement(self) -> None:
         """Forget the previous statement's answers (the response cache, if on, still serves them)."""
@@ -153,6 +158,8 @@ class FunctionBinding:
                 model = self.cap.bind(model, self.workspace.store)
             if model.supports_embeddings:
                 model = MemoizedEmbeddings(model, self.memo)
+            if self.batch and not self.dry_run:  # `brickyard sql --batch`: row lists become provider batch jobs
+                model = BatchJobModel(model, self.workspace, name, cap=self.cap)
             self._models[name] = model
         return self._models[name]
 
@@ -241,6 +248,10 @@ class FunctionBinding:
             endpoint, params, fmt = key
             if is_null(endpoint) or not str(endpoint).strip():
                 raise InvalidRequestError("the endpoint is NULL or empty. Fix: name an endpoint from brickyard.toml")
+            if not self.dry_run and (self.batch or wants_batch(params)):  # a provider batch job (batch_api)
+                rows = [requests[i] for i in idx]
+                return self._run(batch_query(self.workspace, endpoint, rows, params, fmt, cap=self.cap))
+            params = without_batch(params)
             return self._run(
                 query(
                     [requests[i] for i in idx],

@@ -1,4 +1,4 @@
-"""AI-aware planning: a LIMIT stops model calls once enough rows have passed.
+"""AI-aware planning: a LIMIT stops model calls, semantic joins ask once per row, AI predicates run cheapest first.
 
 DuckDB hands a scalar function whole vectors of 2,048 rows, so `WHERE ai_filter(...) LIMIT 5` would judge
 2,048 rows (every row of a smaller table) before the LIMIT is looked at. When a statement calls an AI
@@ -7,8 +7,10 @@ batches that grow (the limit's size, then twice that, up to 2,048): DuckDB's LIM
 soon as it has its rows, so the model sees about as many rows as the answer needed, and a query that reads
 everything still runs in large batches after the first few.
 
-The rewrite works on DuckDB's own parse tree (`json_serialize_sql` and back), never on the SQL text. Which
-rows a LIMIT without ORDER BY returns is unspecified, as in SQL. A dry run (`--estimate`) is not
+`JOIN small ON ai_filter(<small side>, <large side>)` becomes one `ai_match` per large-side row with every
+predicate of the small side; several AI predicates of one WHERE run in order of cost ÷ rejection measured
+on a sample. Every rewrite works on DuckDB's own parse tree (`json_serialize_sql` and back), never on the
+SQL text. Which rows a LIMIT without ORDER BY returns is unspecified, as in SQL. A dry run (`--estimate`) is not
 rewritten: its figures are the upper bound of a full scan.
 """
 
@@ -185,7 +187,8 @@ class Planner:
         self._registered.clear()
 
     def plan(self, sql: str) -> Plan:
-        """The statement to run for `sql`: rewritten when it calls an AI function under a constant LIMIT."""
+        """The statement to run for `sql`: semantic joins rewritten, AI predicates ordered, tables streamed under a
+        LIMIT; as written when none applies (no AI call, an open transaction, a statement DuckDB cannot serialise)."""
         try:
             (text,) = self._con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
         except Exception:  # not a single SELECT DuckDB can serialise: run as written
@@ -199,11 +202,11 @@ class Planner:
         tables = self._warehouse_tables()
         ctes = _cte_names(tree)
         plan = Plan(sql)
-        joins = self._semantic_joins(tree, tables, ctes, plan)
-        joins += self._order_ai_predicates(tree, plan)
+        rewrites = self._semantic_joins(tree, tables, ctes, plan)
+        rewrites += self._order_ai_predicates(tree, plan)
         if limits:
             self._stream_tables(tree, min(limits), calls, tables, ctes, plan)
-        if not plan.streams and not joins:
+        if not plan.streams and not rewrites:
             return Plan(sql, notes=plan.notes)
         if plan.streams:
             # One DuckDB thread: a second one would pull the next (larger) batch while the first is judged. The

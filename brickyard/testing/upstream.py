@@ -16,6 +16,8 @@ Endpoints (the ``/v1`` prefix is optional):
 - ``POST /v1/embeddings``: deterministic unit vectors of dimension 8 (or ``dimensions``) from a SHA-256
   of each input; ``encoding_format: "base64"`` gives little-endian float32 like OpenAI.
 - ``GET /v1/models`` and ``GET /v1/models/{id}``.
+- OpenAI's Files and Batch API and Anthropic's Messages and Message Batches: see ``brickyard.testing.batches``
+  (``up.batches`` holds their state, counters and faults).
 
 Fault markers, read from the last user message (for embeddings: from all inputs joined), so one batch
 can mix good and bad rows:
@@ -64,6 +66,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
+
+from brickyard.testing.batches import FakeBatches
 
 __all__ = ["FakeUpstream", "Scenario", "main"]
 
@@ -417,6 +421,8 @@ class FakeUpstream:
         self._seen: dict[tuple[str, str], int] = {}
         self._window: deque[float] = deque()
         self._requests = self._completed = self._rejected_429 = self._max_in_flight = 0
+        self.batches = FakeBatches(self)
+        """The batch APIs (see `brickyard.testing.batches`): their state, counters and faults."""
 
     # -- lifecycle
 
@@ -572,6 +578,8 @@ class FakeUpstream:
         route = route[3:] if route.startswith("/v1/") else route
         with self._lock:
             self._headers.append(headers)
+        if self.batches.handles(route):  # OpenAI files and batches, Anthropic messages and message batches
+            return self.batches.dispatch(method, route, headers, raw)
         if method == "GET":
             return self._get(route)
         if route not in ("/chat/completions", "/embeddings"):
