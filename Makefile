@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.brickyard-installed
 
-.PHONY: setup models demo test lint bench clean
+.PHONY: setup models demo test lint bench screenshots clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench: models
 		&& .venv-litellm/bin/python -m pip install -q 'litellm[proxy]==1.108.7')
 	test -x $(BIN)/py-spy || $(BIN)/python -m pip install -q 'py-spy==0.4.3'  # profiles the gateway (bench/gateway_profile.py)
 	$(BIN)/python -m bench.run
+
+screenshots: setup  # the web console's pages in docs/console/ (the README shows them), from its browser tests
+	mkdir -p docs/console && BRICKYARD_SCREENSHOTS=docs/console $(BIN)/python -m pytest -q tests/test_web_console.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

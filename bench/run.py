@@ -23,6 +23,7 @@ BENCHMARKS = [
     "budgets",
     "classify_mechanisms",
     "local_runtime",
+    "web_console",
     "batch_api",
     "sql_planning",
     "selection",
@@ -226,6 +227,7 @@ def render() -> str:
     lines += _knowledge_modes_section(_load("knowledge_modes"))
     lines += _mechanisms_section(_load("classify_mechanisms"))
     lines += _runtime_section(_load("local_runtime"))
+    lines += _web_console_section(_load("web_console"))
     lines += _batch_api_section(_load("batch_api"))
     lines += _spark_cluster_section(_load("spark_cluster"))
     emb = _load("embedder")
@@ -946,6 +948,41 @@ def _budgets_section(bud: dict[str, Any] | None) -> list[str]:
     lines += [
         f"- {verdict}. Measured {bud['machine']['date']}, {cores} cores{store}, load average before: {load}; "
         f"{_fmt(bud['seconds'], 0)} s for the whole section.",
+        "",
+    ]
+    return lines
+
+
+def _web_console_section(web: dict[str, Any] | None) -> list[str]:
+    if not web:
+        return []
+    cores = web["machine"]["cores"]
+    load = " / ".join(_fmt(x, 2) for x in web["load_average_before"])
+    lines = [
+        f"## Web console ({web['usage_records']:,} usage records, {web['evaluation_runs']} evaluation runs, "
+        f"{cores} cores)",
+        "",
+        f"Each page loaded {web['loads_per_page']} times over HTTP by a signed-in client (`bench/web_console.py`; "
+        "server-side time plus the round trip, no browser rendering). The first load is shown apart: the usage "
+        "page keeps closed hours and days after reading them once.",
+        "",
+        "| page | first load ms | p50 ms | p95 ms |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for page in web["pages"]:
+        lines.append(f"| {page['page']} | {_fmt(page['first_ms'])} | {_fmt(page['p50_ms'])} | {_fmt(page['p95_ms'])} |")
+    over = [p["page"] for p in web["pages"] if p["p95_ms"] >= web["target_ms"]]
+    cold = [p["page"] for p in web["pages"] if p["first_ms"] >= web["target_ms"]]
+    verdict = (
+        f"every page's p95 is under {web['target_ms']:.0f} ms"
+        if not over
+        else f"p95 at or over {web['target_ms']:.0f} ms: {', '.join(over)}"
+    )
+    lines += [
+        "",
+        f"- Target (issue 14): every page under {web['target_ms']:.0f} ms. Measured: {verdict}"
+        + (f"; first loads over it: {', '.join(cold)}." if cold else "."),
+        f"- Measured {web['machine']['date']}, {cores} cores shared with other work, load average before: {load}.",
         "",
     ]
     return lines

@@ -554,12 +554,16 @@ def kb_search(
 def demo(
     rows: Annotated[int, typer.Option(help="review snippets to classify")] = 300,
     endpoints: Annotated[str, typer.Option(help="comma-separated endpoints")] = "smollm2,gemma3",
+    serve: Annotated[bool, typer.Option(help="then serve the web console on 127.0.0.1:8080 until Ctrl-C")] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """The main job on the embedded default: classify real reviews with the local models, no key needed."""
     from brickyard.demo import run_demo
+    from brickyard.web.demo import console_hint
 
-    run_demo(Workspace.init(workspace), rows=rows, endpoints=[e.strip() for e in endpoints.split(",")], console=out)
+    ws = Workspace.init(workspace)
+    run_demo(ws, rows=rows, endpoints=[e.strip() for e in endpoints.split(",")], console=out)
+    console_hint(ws, out, serve=serve)
 
 
 def main() -> None:

@@ -102,6 +102,15 @@ def test_usage_is_recorded_read_back_and_summarized(store: Store) -> None:
         (("k1", "ok"), 1),
     ]
     assert [(r.group, r.calls) for r in store.summarize([])] == [(("all",), 3)]
+    # the buckets' starts in unix seconds (the web console's charts), the same text on every backend
+    assert [(r.group, r.calls) for r in store.summarize(["day_start"])] == [
+        ((str(int(day0)),), 2),
+        ((str(int(day0 + DAY)),), 1),
+    ]
+    assert [r.group for r in store.summarize(["hour_start", "endpoint"], since=day0, until=day0 + 3600)] == [
+        (str(int(day0)), "e1"),
+        (str(int(day0)), "e2"),
+    ]
     with pytest.raises(UserError, match="cannot group usage"):
         store.summarize(["colour"])
 

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from brickyard import __version__
+from brickyard import __version__, web
 from brickyard._errors import BrickyardError
 from brickyard.server import api_routes, openai_routes
 from brickyard.server.errors import APIError, to_api_error
@@ -62,6 +62,7 @@ def create_app(workspace: Workspace | str | Path | None = None) -> FastAPI:
     openai_api = openai_routes.router(state)
     app.include_router(openai_api)
     app.include_router(api_routes.router(state))
+    web.mount(app, state)  # the console for people at `/` (brickyard.web)
     app.hot_routes = {
         route.path: route.endpoint
         for route in openai_api.routes

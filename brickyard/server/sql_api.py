@@ -16,6 +16,7 @@ import json
 import math
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ from brickyard.models.budget import CallerModel
 from brickyard.models.calls import Caller
 from brickyard.models.registry import Registry, Surface, Target
 from brickyard.server.errors import APIError
+from brickyard.sql.binding import QueryEstimate
 from brickyard.sql.declarations import SQL_NAMES, public_message
 from brickyard.sql.duckdb import connect
 from brickyard.workspace import Workspace
@@ -89,16 +91,45 @@ def run_sql(
     row_limit: int,
     timeout_s: float,
     max_cost_usd: float | None,
+    watch: Callable[[Any], None] | None = None,
 ) -> SQLResult:
-    """Check and run one query (blocking; call it in a thread) with every AI call made for `caller`."""
+    """Check and run one query (blocking; call it in a thread) with every AI call made for `caller`.
+
+    `watch`, when given, is handed the connection before the query runs (to follow its progress or interrupt it).
+    """
+    # always capped, so the query's spend is counted (a cap this large refuses nothing)
+    cap = max_cost_usd if max_cost_usd is not None else 1e12
+    con = _open(workspace, caller, max_cost_usd=cap, dry_run=False)
+    try:
+        planned = _prepare(con, sql, row_limit)
+        if watch is not None:
+            watch(con)
+        columns, rows, truncated = _execute(con.duckdb, planned, row_limit, timeout_s)
+        spent = con.brickyard.cap.spent_usd if con.brickyard.cap else 0.0
+        return SQLResult(columns, [[_cell(v) for v in row] for row in rows], truncated, spent)
+    finally:
+        con.close()
+
+
+def estimate_sql(workspace: Workspace, sql: str, *, caller: Caller, row_limit: int, timeout_s: float) -> QueryEstimate:
+    """What `run_sql` would spend on one query (calls, tokens, USD, cache hits), after the same checks; no model
+    is called (a dry run: `ai_filter` passes every row, answers are counted at max_tokens)."""
+    con = _open(workspace, caller, max_cost_usd=None, dry_run=True)
+    try:
+        _execute(con.duckdb, _prepare(con, sql, row_limit), row_limit, timeout_s)
+        return con.brickyard.estimate()
+    finally:
+        con.close()
+
+
+def _open(workspace: Workspace, caller: Caller, *, max_cost_usd: float | None, dry_run: bool) -> Any:
+    """An in-memory DuckDB with the AI functions (made for `caller`) and the warehouse attached read-only."""
     import duckdb
 
     path = workspace.warehouse_path
     if not path.exists():
         raise APIError(400, "the workspace has no warehouse yet. Fix: load a table (brickyard load FILE TABLE)")
-    # always capped, so the query's spend is counted (a cap this large refuses nothing)
-    cap = max_cost_usd if max_cost_usd is not None else 1e12
-    con = connect(_Borrowed(workspace, caller), database=":memory:", max_cost_usd=cap)
+    con = connect(_Borrowed(workspace, caller), database=":memory:", max_cost_usd=max_cost_usd, dry_run=dry_run)
     try:
         raw = con.duckdb
         try:
@@ -113,18 +144,23 @@ def run_sql(
             ) from None
         raw.execute("USE warehouse")
         raw.execute("SET search_path = 'memory.main,warehouse.main'")  # fresh AI macros before stored ones
-        query = check(raw, sql)
-        # planned before the configuration is locked: a LIMIT (and the row limit) stops model calls
-        plan = con.plan(f"SELECT * FROM (\n{query}\n) AS brickyard_answer LIMIT {row_limit + 1}")
-        for name, value in plan.settings.items():
-            raw.execute(f"SET {name} = '{value}'")
-        raw.execute("SET enable_external_access = false")
-        raw.execute("SET lock_configuration = true")
-        columns, rows, truncated = _execute(raw, plan.sql, row_limit, timeout_s)
-        spent = con.brickyard.cap.spent_usd if con.brickyard.cap else 0.0
-        return SQLResult(columns, [[_cell(v) for v in row] for row in rows], truncated, spent)
-    finally:
+    except BaseException:
         con.close()
+        raise
+    return con
+
+
+def _prepare(con: Any, sql: str, row_limit: int) -> str:
+    """Check the query and plan it, then lock the configuration; returns the SQL to run."""
+    raw = con.duckdb
+    query = check(raw, sql)
+    # planned before the configuration is locked: a LIMIT (and the row limit) stops model calls
+    plan = con.plan(f"SELECT * FROM (\n{query}\n) AS brickyard_answer LIMIT {row_limit + 1}")
+    for name, value in plan.settings.items():
+        raw.execute(f"SET {name} = '{value}'")
+    raw.execute("SET enable_external_access = false")
+    raw.execute("SET lock_configuration = true")
+    return str(plan.sql)
 
 
 def check(con: Any, sql: str) -> str:

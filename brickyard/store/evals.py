@@ -31,6 +31,11 @@ CREATE TABLE IF NOT EXISTS runs (
     created REAL NOT NULL, record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_agent ON runs (agent, created);
+CREATE TABLE IF NOT EXISTS labels (
+    dataset TEXT NOT NULL, version INTEGER NOT NULL, case_id TEXT NOT NULL, verdict TEXT, corrected TEXT,
+    comment TEXT NOT NULL DEFAULT '', judged_output TEXT, run_id TEXT, author TEXT, updated REAL NOT NULL,
+    PRIMARY KEY (dataset, version, case_id)
+);
 """
 
 
@@ -55,6 +60,18 @@ class CaseRow(NamedTuple):
     input: str
     expected: Any
     metadata: dict[str, Any]
+
+
+class Label(NamedTuple):
+    """A person's label on a case: `verdict` pass/fail (or None), a corrected expected output, a comment, and
+    the output the verdict is about (with the run it came from)."""
+
+    verdict: str | None
+    corrected: Any = None
+    comment: str = ""
+    judged_output: Any = None
+    run_id: str | None = None
+    author: str | None = None
 
 
 class EvalStore:
@@ -162,6 +179,58 @@ class EvalStore:
                 "SELECT record FROM runs WHERE (? IS NULL OR agent = ?) ORDER BY created DESC", (agent, agent)
             ).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        """One stored evaluation run record, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    # -- human labels on cases (the console's pass/fail, corrected output and comment) -----------
+    def set_label(self, dataset: str, version: int, case_id: str, label: Label) -> None:
+        """Store (or replace) a person's label on one case of one set version."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    dataset,
+                    version,
+                    case_id,
+                    label.verdict,
+                    None if label.corrected is None else json.dumps(label.corrected),
+                    label.comment,
+                    None if label.judged_output is None else json.dumps(label.judged_output),
+                    label.run_id,
+                    label.author,
+                    time.time(),
+                ),
+            )
+
+    def delete_label(self, dataset: str, version: int, case_id: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM labels WHERE dataset = ? AND version = ? AND case_id = ?", (dataset, version, case_id)
+            )
+
+    def labels(self, dataset: str, version: int) -> dict[str, Label]:
+        """The labels on a set version's cases, by case id."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT case_id, verdict, corrected, comment, judged_output, run_id, author FROM labels "
+                "WHERE dataset = ? AND version = ?",
+                (dataset, version),
+            ).fetchall()
+        return {
+            r[0]: Label(
+                r[1],
+                None if r[2] is None else json.loads(r[2]),
+                r[3],
+                None if r[4] is None else json.loads(r[4]),
+                r[5],
+                r[6],
+            )
+            for r in rows
+        }
 
     def latest_run(self, agent: str) -> dict[str, Any] | None:
         """The agent's newest stored evaluation run record, or None."""

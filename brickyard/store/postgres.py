@@ -44,6 +44,8 @@ _GROUPS = {
     "tag": "COALESCE(tag, '-')",
     "key": "COALESCE(key, '-')",
     "day": "to_char(to_timestamp(ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    "hour_start": "(floor(ts / 3600) * 3600)::bigint",
+    "day_start": "(floor(ts / 86400) * 86400)::bigint",
     "status": "status",
 }
 _HELD = (

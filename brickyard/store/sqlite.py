@@ -70,11 +70,13 @@ _COLUMNS = (
 _INSERT = f"INSERT INTO usage ({_COLUMNS}) VALUES ({', '.join('?' * len(_COLUMNS.split(',')))})"
 
 _GROUPS = {
-    "endpoint": "endpoint",
+    "endpoint": "+endpoint",  # `+`: group by scanning the table, not by walking the (endpoint, ts) index row by row
     "model": "model",
     "tag": "COALESCE(tag, '-')",
     "key": "COALESCE(key, '-')",
     "day": "date(ts, 'unixepoch')",
+    "hour_start": "CAST(ts / 3600 AS INTEGER) * 3600",
+    "day_start": "CAST(ts / 86400 AS INTEGER) * 86400",
     "status": "status",
 }
 _OPEN: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
