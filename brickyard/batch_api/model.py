@@ -15,6 +15,7 @@ from brickyard.batch_api.jobs import BatchJobs
 from brickyard.models._types import ChatRequest, ChatResult, Usage
 from brickyard.models.base import Model, WrapperModel
 from brickyard.models.budget import CostCap
+from brickyard.models.calls import Call, Reply
 from brickyard.workspace import Workspace
 
 
@@ -36,13 +37,18 @@ class BatchJobModel(WrapperModel):
         self.supports_tools = False
         self._ws, self._endpoint, self._tag, self._cap, self._poll_s = workspace, endpoint, tag, cap, poll_s
 
+    async def handle(self, call: Call) -> Reply:
+        """A single call (chat, stream or embed) is not a batch: the endpoint answers it interactively."""
+        return await self.inner.handle(call)
+
     async def run_batch_job(self, requests: Sequence[ChatRequest], *, description: str = "rows") -> BatchReport:
         """Every request's answer or error, in order, like `run_batch`; a re-run with the same rows resumes or
         reads the job already submitted."""
         started = time.perf_counter()
         rows: list[RowResult | None] = [None] * len(requests)
         batchable = [i for i, r in enumerate(requests) if not (r.logprobs or r.tools)]
-        others = [i for i in range(len(requests)) if i not in set(batchable)]
+        in_batch = set(batchable)
+        others = [i for i in range(len(requests)) if i not in in_batch]
         if batchable:
             jobs = BatchJobs(self._ws, poll_s=self._poll_s)
             job = await jobs.submit(
