@@ -43,6 +43,7 @@ from brickyard.models._types import ChatRequest, ChatResult, EmbeddingResult, Us
 from brickyard.models.base import Model
 from brickyard.models.budget import CostCap
 from brickyard.sql._loop_thread import LoopThread
+from brickyard.sql.declarations import BY_NAME
 from brickyard.sql.memo import MemoizedEmbeddings, QueryMemo
 from brickyard.workspace import Workspace
 
@@ -279,7 +280,7 @@ class FunctionBinding:
     ) -> list[str | None]:
         def run(key: Any, idx: list[int]) -> Outcome[Any]:
             label_json, opts, endpoint = key
-            parsed = _options(opts, {"instructions", "multilabel", "confidence", "examples"})
+            parsed = _options(opts, set(BY_NAME["ai_classify"].options))
             multilabel = _flag(parsed, "multilabel")
             with_confidence = _flag(parsed, "confidence")
             if with_confidence and multilabel:
@@ -446,7 +447,7 @@ class FunctionBinding:
     ) -> list[Any]:
         def run(key: Any, idx: list[int]) -> Outcome[Any]:
             predicate, opts, endpoint = key
-            parsed = _options(opts, {"target_recall", "seed"})
+            parsed = _options(opts, set(BY_NAME["ai_filter"].options))
             rows = [contents[i] for i in idx]
             model = self.model("ai_filter", endpoint)
             if "target_recall" in parsed and not self.dry_run:  # an estimate stays the upper bound

@@ -45,6 +45,8 @@ class AIFunction:
     wrap: str = "{call}"
     """SQL around the UDF call (`{call}`), e.g. a cast of the JSON text to the declared struct."""
     databricks: bool = True
+    options: tuple[str, ...] = ()
+    """The keys its `options` argument accepts; any other key is the query's error, naming these."""
     extra_macros: tuple[str, ...] = field(default=())
     """Further overloads written out (SQL `CREATE MACRO` bodies after the name), for functions with two shapes."""
 
@@ -103,6 +105,7 @@ FUNCTIONS: tuple[AIFunction, ...] = (
         "one label of an array or of a label → description object; options `instructions`, `multilabel` "
         "(JSON array text), `confidence` (JSON text: label, confidence, mechanism), `examples` (a table of "
         "labelled rows; DuckDB only); an unknown option is an error",
+        options=("instructions", "multilabel", "confidence", "examples"),
     ),
     AIFunction(
         "ai_extract",
@@ -167,6 +170,7 @@ FUNCTIONS: tuple[AIFunction, ...] = (
         "statement built from several columns; options `target_recall` (a proxy rejects rows, the model judges "
         "the rest), `seed`",
         databricks=False,
+        options=("target_recall", "seed"),
         extra_macros=(
             "(statement) AS __by_ai_filter('the statement is true', __ai_text(statement), NULL::VARCHAR, "
             "NULL::VARCHAR)",
