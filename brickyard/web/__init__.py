@@ -7,6 +7,10 @@ server (Jinja2) and made interactive with htmx; charts use Chart.js. Every asset
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import threading
+
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
@@ -24,4 +28,13 @@ def mount(app: FastAPI, state: ServerState) -> Console:
     for module in (home_pages, usage_pages, sql_pages, eval_pages, playground_pages, agent_pages):
         app.include_router(module.router(console))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="console-static")
+    # DuckDB's first parameterised query imports pandas (half a second): do it now, off the request path
+    threading.Thread(target=_warm_duckdb, name="console-warm", daemon=True).start()
     return console
+
+
+def _warm_duckdb() -> None:
+    with contextlib.suppress(ImportError):  # without the sql extra those pages say what to install
+        duckdb = importlib.import_module("duckdb")
+        with contextlib.closing(duckdb.connect(":memory:")) as con:
+            con.execute("SELECT ?", [1]).fetchall()
