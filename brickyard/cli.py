@@ -289,6 +289,7 @@ def sql(
         return
     if estimate:
         with connect(ws, dry_run=True) as con:
+            con.brickyard.batch = batch  # priced at the batch price, refused where the run would be
             con.execute("BEGIN TRANSACTION")
             con.execute(text)
             con.execute("ROLLBACK")
@@ -308,7 +309,8 @@ def sql(
         out.print(table)
         out.print(
             f"estimated: {figures.calls} model calls, {figures.input_tokens + figures.output_tokens:,} tokens, "
-            f"{figures.cost_usd:.4f} USD (ai_filter assumed to pass every row; output at max_tokens)"
+            f"{figures.cost_usd:.4f} USD (ai_filter assumed to pass every row; output at max_tokens"
+            + ("; at the batch price)" if batch else ")")
         )
         return
     with connect(ws, progress=None, max_cost_usd=max_cost) as con:

@@ -633,3 +633,11 @@ def test_cli_batch_list_status_results(ws: Workspace, up: FakeUpstream) -> None:
     local = run("sql", "--batch", "SELECT ai_query('smollm2', 'x')")
     assert local.returncode != 0 and "Traceback" not in local.stderr
     assert "has no batch API" in local.stderr and "openai" in local.stderr and "anthropic" in local.stderr
+    # `--estimate --batch`: the batch price (half here), and the run's refusal for an endpoint without one
+    query = "SELECT ai_query('gpt', 'an estimate of a long enough request', modelParameters => {'max_tokens': 100})"
+    interactive, batched = run("sql", "--estimate", query), run("sql", "--estimate", "--batch", query)
+    assert interactive.returncode == 0 and batched.returncode == 0, batched.stderr
+    usd = [float(r.stdout.split("tokens, ")[1].split(" USD")[0]) for r in (interactive, batched)]
+    assert usd[0] > 0 and abs(usd[1] - usd[0] / 2) < 1e-4 and "at the batch price" in batched.stdout
+    refused = run("sql", "--estimate", "--batch", "SELECT ai_query('smollm2', 'x')")
+    assert refused.returncode != 0 and "has no batch API" in refused.stderr and "Traceback" not in refused.stderr

@@ -17,6 +17,7 @@ from typing import Any
 
 from brickyard._errors import AIFunctionError, BrickyardError, InvalidRequestError
 from brickyard.batch import BatchEstimate, estimate_batch
+from brickyard.batch_api import batch_price, provider_for
 from brickyard.batch_api.model import BatchJobModel
 from brickyard.batch_api.sql import batch_query, wants_batch, without_batch
 from brickyard.functions import (
@@ -42,6 +43,7 @@ from brickyard.functions.filter_cascade import CascadeReport, filter_with_recall
 from brickyard.models._types import ChatRequest, ChatResult, EmbeddingResult, Usage
 from brickyard.models.base import Model
 from brickyard.models.budget import CostCap
+from brickyard.models.metering import Price
 from brickyard.sql._loop_thread import LoopThread
 from brickyard.sql.declarations import BY_NAME
 from brickyard.sql.memo import MemoizedEmbeddings, QueryMemo
@@ -165,16 +167,27 @@ class FunctionBinding:
         return self._models[name]
 
     def estimate(self) -> QueryEstimate:
-        """After a dry run: the calls, tokens and USD the query would cost (cache hits excluded)."""
+        """After a dry run: the calls, tokens and USD the query would cost (cache hits excluded).
+
+        With `batch` set (`brickyard sql --batch --estimate`), chat endpoints are priced at their batch price,
+        and one whose provider has no batch API fails the estimate as it would fail the query.
+        """
         registry = self.workspace.registry
         return QueryEstimate(
             {
                 name: estimate_batch(
-                    requests, price=registry.price(name), endpoint=registry.canonical(name), store=self.workspace.store
+                    requests, price=self._price(name), endpoint=registry.canonical(name), store=self.workspace.store
                 )
                 for name, requests in self.recorded.items()
             }
         )
+
+    def _price(self, name: str) -> Price:
+        registry = self.workspace.registry
+        if not self.batch or not registry.resolve(name).model.supports_chat:
+            return registry.price(name)
+        provider_for(registry, name)  # the query's own refusal: no batch API, or no key
+        return batch_price(registry, name)[0]
 
     def close(self) -> None:
         self._loop.run(self.workspace.aclose())
