@@ -21,6 +21,7 @@ import numpy as np
 from brickyard._errors import InvalidRequestError, MalformedResponseError
 from brickyard.functions import _scoring
 from brickyard.functions._rows import DATA_RULE, Demo, Outcome, data_requests, is_null, run_rows
+from brickyard.functions.embed import unit_rows
 from brickyard.models._types import ChatRequest, ChatResult
 from brickyard.models.base import Model
 
@@ -291,8 +292,7 @@ async def _embed_rows(
         for i in live:
             result.errors[i] = f"ai_classify: {exc}"
         return
-    matrix = np.asarray(vectors, dtype=np.float64)
-    matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    matrix = unit_rows(vectors)
     sims = matrix[len(labels) :] @ matrix[: len(labels)].T
     weights = np.exp((sims - sims.max(axis=1, keepdims=True)) / EMBEDDING_TEMPERATURE)
     probabilities = weights / weights.sum(axis=1, keepdims=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 from brickyard.functions._rows import Outcome, is_null
 from brickyard.models.base import Model
 
@@ -26,6 +28,12 @@ async def embed(texts: Sequence[str | None], model: Model) -> Outcome[list[float
     values = [None if is_null(t) else vectors.get(str(t)) for t in texts]
     errors = [None if is_null(t) else failures.get(str(t)) for t in texts]
     return Outcome(values, errors)
+
+
+def unit_rows(vectors: Sequence[Sequence[float]]) -> np.ndarray:
+    """The vectors as rows of unit length (a zero vector stays zero), so a matrix product gives cosines."""
+    matrix = np.asarray(vectors, dtype=np.float64)
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
 
 
 def cosine01(a: Sequence[float], b: Sequence[float]) -> float:

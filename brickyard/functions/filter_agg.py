@@ -9,6 +9,7 @@ import numpy as np
 from brickyard._errors import InvalidRequestError
 from brickyard.functions._rows import DATA_RULE, Outcome, data_requests, is_null, run_rows
 from brickyard.functions.classify import Classification, classify, embedding_applies
+from brickyard.functions.embed import unit_rows
 from brickyard.models._types import estimate_tokens
 from brickyard.models.base import Model
 
@@ -141,8 +142,7 @@ async def _match_by_spread(texts: Sequence[str | None], claims: list[str], embed
         for i in live:
             errors[i] = f"ai_match: {exc}"
         return Outcome(values, errors)
-    matrix = np.asarray(vectors, dtype=np.float64)
-    matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    matrix = unit_rows(vectors)
     sims = matrix[len(claims) :] @ matrix[: len(claims)].T
     spread = (sims - sims.mean(axis=1, keepdims=True)) / np.maximum(sims.std(axis=1, keepdims=True), 1e-12)
     for row, i in enumerate(live):

@@ -16,10 +16,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from brickyard._errors import InvalidRequestError
 from brickyard.functions._rows import Outcome, is_null
+from brickyard.functions.embed import unit_rows
 from brickyard.functions.filter_agg import NEGATION, filter_
 from brickyard.models.base import Model
 
@@ -102,8 +101,7 @@ async def filter_with_recall(
     errors: list[str | None] = [None] * len(texts)
     claim = str(predicate).strip()
     vectors = (await embedder.embed([claim, f"{NEGATION}{claim}", *(str(texts[i]) for i in live)])).vectors
-    matrix = np.asarray(vectors, dtype=np.float64)
-    matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    matrix = unit_rows(vectors)
     scores = matrix[2:] @ matrix[0] - matrix[2:] @ matrix[1]
     order = list(range(len(live)))
     random.Random(seed).shuffle(order)

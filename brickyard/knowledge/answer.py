@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from brickyard.agents.trace import Trace, TracingModel
+from brickyard.functions.embed import unit_rows
 from brickyard.knowledge.base import Hit, KnowledgeBase, SearchMode
 from brickyard.models._types import ChatRequest, estimate_tokens
 from brickyard.models.base import Model
@@ -216,8 +217,7 @@ async def extractive_answer(
         (n, hit.text.strip()) for n, hit in enumerate(hits, 1)
     ]
     embedder = kb._model()
-    vectors = np.asarray((await embedder.embed([question, *(s for _, s in candidates)])).vectors, dtype=np.float32)
-    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    vectors = unit_rows((await embedder.embed([question, *(s for _, s in candidates)])).vectors)
     scores = vectors[1:] @ vectors[0]
     best = int(np.argmax(scores))
     number, sentence = candidates[best]

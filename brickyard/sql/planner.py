@@ -199,7 +199,8 @@ class Planner:
         limits, calls = _limits(tree), _ai_calls(tree)
         if not calls or self._in_transaction():
             return Plan(sql)
-        tables = self._warehouse_tables()
+        joins = any(node.get("type") == "JOIN" for node in _walk(tree))
+        tables = self._warehouse_tables() if limits or joins else {}  # only streams and joins read tables
         ctes = _cte_names(tree)
         plan = Plan(sql)
         rewrites = self._semantic_joins(tree, tables, ctes, plan)
@@ -431,7 +432,7 @@ class Planner:
         return left
 
     def _rows(self, qualified: str) -> int:
-        (count,) = self._con.cursor().execute(f"SELECT count(*) FROM {qualified}").fetchone()
+        (count,) = self._cursor().execute(f"SELECT count(*) FROM {qualified}").fetchone()
         return int(count)
 
     def _warehouse_tables(self) -> dict[tuple[str | None, str], str]:
