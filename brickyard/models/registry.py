@@ -373,6 +373,7 @@ class Registry:
     async def aclose(self) -> None:
         for model in [*self._models.values(), *self._namespaced.values()]:
             await model.aclose()
+        self.budgets.close()
         self._models.clear()
         self._served.clear()
         self._namespaced.clear()

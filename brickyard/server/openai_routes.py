@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import secrets
 import time
-import uuid
 from typing import Any
 from urllib.parse import quote
 
@@ -174,7 +174,7 @@ def router(state: ServerState) -> APIRouter:
         chat, dropped = to_chat_request(body, target)
         caller = principal.caller(body.tag or request.headers.get("x-brickyard-tag"))
         headers = {"X-Brickyard-Dropped-Params": ",".join(quote(p, safe="_-.") for p in dropped)} if dropped else {}
-        rid, created = "chatcmpl-" + uuid.uuid4().hex, int(time.time())
+        rid, created = "chatcmpl-" + secrets.token_hex(16), int(time.time())
         whole = target.namespaced or bool(chat.tools) or chat.logprobs
         if not body.stream or whole:
             async with asyncio.timeout(timeout_s):

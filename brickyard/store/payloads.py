@@ -58,6 +58,7 @@ class PayloadLog:
         self.config = config
         self._lock = threading.Lock()
         self._day: str | None = None
+        self._day_number: int | None = None
         self._fd: int | None = None
         self._pid = os.getpid()
         ensure_folder(folder)
@@ -66,13 +67,18 @@ class PayloadLog:
     def write(self, record: dict[str, Any]) -> None:
         """Append one record (a dict with some of `COLUMNS`); `ts` defaults to now."""
         ts = record.setdefault("ts", time.time())
-        day = datetime.fromtimestamp(ts, tz=UTC).date().isoformat()
-        line = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode()
+        self.write_line(ts, json.dumps(record, ensure_ascii=False, default=str))
+
+    def write_line(self, ts: float, line: str) -> None:
+        """Append one record already written as a JSON line (without its newline), in the file of `ts`'s day."""
+        data = (line + "\n").encode()
+        day_number = int(ts // 86_400)  # UTC days since the epoch: the file changes when this does
         with self._lock:
-            if day != self._day or self._fd is None or os.getpid() != self._pid:
-                self._open(day)
+            if day_number != self._day_number or self._fd is None or os.getpid() != self._pid:
+                self._open(datetime.fromtimestamp(ts, tz=UTC).date().isoformat())
+                self._day_number = day_number
             assert self._fd is not None
-            os.write(self._fd, line)
+            os.write(self._fd, data)
 
     def _open(self, day: str) -> None:
         changed_day = self._day is not None and day != self._day

@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from brickyard.store import _budget, _pg
+from brickyard.store import _budget, _pg, _write_behind
 from brickyard.store.base import Hold, Refusal, UsageRecord, UsageSummaryRow, record_from_row, summary_from_row
 from brickyard.store.sqlite import _row as usage_row
 
@@ -78,6 +78,8 @@ class PostgresStore:
         self._failure: BaseException | None = None
         self._writer: threading.Thread | None = None
         self._closed = False
+        self._gathering = False  # the writer is waiting for a batch to fill (`_write_behind.gather`)
+        self._flushing = 0  # callers waiting in `flush`
         self._seeded: set[tuple[str, float]] = set()  # budget windows known to have a spend row
         self._swept = 0.0
         ref = weakref.ref(self)
@@ -123,11 +125,16 @@ class PostgresStore:
         deadline = time.monotonic() + timeout_s
         with self._queue:
             target = self._queued
-            while self._written < target:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._writer is None or not self._writer.is_alive():
-                    break
-                self._queue.wait(min(remaining, 0.5))
+            self._flushing += 1
+            self._queue.notify_all()  # a batch still gathering is written now
+            try:
+                while self._written < target:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self._writer is None or not self._writer.is_alive():
+                        break
+                    self._queue.wait(min(remaining, 0.5))
+            finally:
+                self._flushing -= 1
             if self._written < target:
                 raise RuntimeError(
                     f"the store {_pg.redact(self.url)} could not be written within {timeout_s:g} s "
@@ -144,7 +151,12 @@ class PostgresStore:
         if self._writer is None or not self._writer.is_alive():
             self._writer = threading.Thread(target=self._write_loop, name="brickyard-pg-ledger", daemon=True)
             self._writer.start()
-        self._queue.notify_all()
+        if not self._gathering or len(self._pending) >= _write_behind.BATCH_ROWS:
+            self._queue.notify_all()
+
+    def _hurried(self) -> bool:
+        """Whether a batch must be written without waiting for more rows (holding `_queue`)."""
+        return self._closed or self._flushing > 0
 
     def _write_loop(self) -> None:
         while True:
@@ -153,6 +165,9 @@ class PostgresStore:
                     self._queue.wait()
                 if not self._pending and not self._pending_cache:
                     return
+                self._gathering = True
+                _write_behind.gather(self._queue, lambda: len(self._pending), self._hurried)
+                self._gathering = False
                 rows, self._pending = self._pending, []
                 self._writing_cache, self._pending_cache = self._pending_cache, {}
                 target = self._queued

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from brickyard.store import sqlite_budgets
+from brickyard.store import _write_behind, sqlite_budgets
 from brickyard.store._sqlite import connect as _connect
 from brickyard.store._sqlite import retrying as _retrying
 from brickyard.store.base import Hold, Refusal, UsageRecord, UsageSummaryRow, record_from_row, summary_from_row
@@ -108,6 +108,8 @@ class SQLiteStore:
         self._failure: BaseException | None = None
         self._writer: threading.Thread | None = None
         self._closed = False
+        self._gathering = False  # the writer is waiting for a batch to fill (`_write_behind.gather`)
+        self._flushing = 0  # callers waiting in `flush`
         self._wdb = _retrying(lambda: _connect(path))
         _retrying(lambda: self._setup())
         self._db = _retrying(lambda: _connect(path))
@@ -174,11 +176,16 @@ class SQLiteStore:
         deadline = time.monotonic() + timeout_s
         with self._queue:
             target = self._queued
-            while self._written < target:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._writer is None or not self._writer.is_alive():
-                    break
-                self._queue.wait(min(remaining, 0.5))
+            self._flushing += 1
+            self._queue.notify_all()  # a batch still gathering is written now
+            try:
+                while self._written < target:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self._writer is None or not self._writer.is_alive():
+                        break
+                    self._queue.wait(min(remaining, 0.5))
+            finally:
+                self._flushing -= 1
             if self._written < target:
                 waiting = len(self._pending) + len(self._writing)
                 raise RuntimeError(
@@ -204,7 +211,12 @@ class SQLiteStore:
             self._writer = threading.Thread(target=self._write_loop, name=f"brickyard-ledger-{self.path.name}")
             self._writer.daemon = True  # interpreter exit flushes through atexit, not by joining this thread
             self._writer.start()
-        self._queue.notify_all()
+        if not self._gathering or len(self._pending) >= _write_behind.BATCH_ROWS:
+            self._queue.notify_all()
+
+    def _hurried(self) -> bool:
+        """Whether a batch must be written without waiting for more rows (holding `_queue`)."""
+        return self._closed or self._flushing > 0
 
     def _write_loop(self) -> None:
         while True:
@@ -213,6 +225,9 @@ class SQLiteStore:
                     self._queue.wait()
                 if not self._pending and not self._pending_cache:
                     return
+                self._gathering = True
+                _write_behind.gather(self._queue, lambda: len(self._pending), self._hurried)
+                self._gathering = False
                 self._writing, self._pending = self._pending, []
                 self._writing_cache, self._pending_cache = self._pending_cache, {}
                 target = self._queued
