@@ -494,7 +494,8 @@ def _runtime_section(data: dict[str, Any] | None) -> list[str]:
         f"Memory over a long query: `ai_query` (one output token) over {mem['rows']} distinct rows in one process "
         f"({mem['seconds']:.0f} s): resident memory peaked at {mem['peak_rss_mib']:.0f} MiB and grew "
         f"{mem['growth_after_500_rows_mib']:.0f} MiB after the first 500 rows (prompt cache bound "
-        f"{mem['prompt_cache_mib']} MiB per engine; llama.cpp's own default is 8 GiB).",
+        f"{mem['prompt_cache_mib']} MiB per engine; llama.cpp's own default is 8 GiB)"
+        + (f"; 1-min load before: {mem['load_before'].split()[0]}." if mem.get("load_before") else "."),
         "",
         f"- Measured {data['machine']['date']}, {cores} cores.",
         "",

@@ -129,6 +129,36 @@ def test_another_store_on_the_same_backing_reads_what_was_flushed(stores: Callab
     assert second.cache_get("q") == {"answer": 1}
 
 
+def test_a_trickle_of_rows_is_written_in_batches_and_reaches_other_stores_without_a_flush(
+    stores: Callable[[], Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One row per millisecond (a gateway at one connection): batches, not a transaction per row; another
+    store (another process) sees every row soon after without this one flushing; a flush does not wait."""
+    first, second = stores(), stores()
+    batches: list[int] = []
+    write = first._write  # type: ignore[attr-defined]
+
+    def counting(rows: list[object], *args: object, **kwargs: object) -> None:
+        batches.append(len(rows))
+        write(rows, *args, **kwargs)
+
+    monkeypatch.setattr(first, "_write", counting)
+    for _ in range(100):
+        first.record_usage(usage(time.time(), cost=0.01))
+        time.sleep(0.001)
+    deadline = time.monotonic() + 5
+    while second.spent_usd(since=0) < 1.0 - 1e-9 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert second.spent_usd(since=0) == pytest.approx(1.0)
+    assert sum(batches) == 100
+    assert len(batches) <= 40, batches  # a transaction per row would be 100
+    first.record_usage(usage(time.time(), cost=0.5))
+    started = time.monotonic()
+    first.flush()
+    assert time.monotonic() - started < 0.5
+    assert second.spent_usd(since=0) == pytest.approx(1.5)
+
+
 def test_cache_put_get_replace_and_clear(store: Store) -> None:
     assert store.cache_get("missing") is None
     store.cache_put("a", {"text": "one"})
