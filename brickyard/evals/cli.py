@@ -371,10 +371,11 @@ def print_evaluation(rec: dict[str, Any], report: Path) -> None:
     out.print(f"report: {report}")
 
 
-def _register_cascade() -> None:
-    from brickyard.evals.cli_cascade import register
+def _register_commands() -> None:
+    from brickyard.evals import cli_cascade, cli_label
 
-    register(eval_app)
+    cli_cascade.register(eval_app)
+    cli_label.register(eval_app)
 
 
-_register_cascade()
+_register_commands()
