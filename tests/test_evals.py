@@ -438,6 +438,8 @@ async def test_the_embedding_classifier_is_a_built_in_candidate_trained_on_the_d
     assert other["applied_version"] is None and "Not applied" in other["choice_reason"]
     with pytest.raises(UserError, match="unknown strategy"):
         parse_candidate("emb/classifer")
+    with pytest.raises(UserError, match="an answer mode is for knowledge agents"):
+        await evaluate(ws, "sentiment", "reviews", candidates=["good/extractive"])
 
 
 async def test_a_teacher_proposes_instructions_from_dev_failures_and_each_is_a_candidate(ws: Workspace) -> None:

@@ -60,13 +60,13 @@ def scorers_for(
     """The task metrics for the agent's kind, plus LLM judges when a judge endpoint is given (their calls
     count against the evaluation's cost `cap`)."""
     from brickyard.evals.judges import default_judges
-    from brickyard.evals.scorers import MRR, RecallAtK
+    from brickyard.evals.scorers import MRR, CitationRecall, RecallAtK
 
     embedder = workspace.registry.get(workspace.settings.defaults.embedding)
     labelled = dataset.labelled
     scorers: list[Scorer] = default_scorers(spec.kind, embedder=embedder, k=spec.top_k) if labelled else []
     if not all(case.metadata.get("sources") for case in dataset.test):  # retrieval metrics need expected sources
-        scorers = [s for s in scorers if not isinstance(s, RecallAtK | MRR)]
+        scorers = [s for s in scorers if not isinstance(s, CitationRecall | RecallAtK | MRR)]
     if judge is not None:
         model = workspace.registry.get(judge)
         if cap is not None:
