@@ -153,6 +153,15 @@ async def test_clear_differences_stop_at_the_first_rung(ws: Workspace) -> None:
     assert rec["halving"]["undecided"] is None
 
 
+async def test_without_racing_a_lone_survivor_goes_straight_to_the_whole_test_set(ws: Workspace) -> None:
+    candidates = [register(ws, "ace", 0.97, 31, price=0.5), register(ws, "x", 0.3, 32), register(ws, "y", 0.35, 33)]
+    rec = (
+        await evaluate(ws, "sentiment", "reviews", candidates=candidates, plan=HalvingPlan(racing=False), apply=False)
+    ).record
+    assert consistent(rec) == [53, TEST_CASES]  # nothing left to decide after the drops: no look in between
+    assert rec["halving"]["case_runs"] == 3 * 53 + (TEST_CASES - 53)
+
+
 @pytest.mark.parametrize("seed", range(6))
 async def test_rung_sizes_never_shrink_nor_pass_the_test_set(ws: Workspace, seed: int) -> None:
     rng = random.Random(seed)

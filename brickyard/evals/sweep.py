@@ -256,6 +256,8 @@ class Sweep:
         """The schedule's next size, or with `adaptive` the one the differences and spread seen ask for."""
         if not self.plan.adaptive:
             return schedule[rungs_done]
+        if len(alive) < 2:  # nothing left to decide: the rest of the test set
+            return len(self.dataset.test)
         decided = self._decided(alive)
         size = self.plan.grow(done, len(self.dataset.test), decided, last=rungs_done + 1 >= len(schedule))
         self._say(f"  next rung: {size} cases (decided there with probability {decided(size):.2f})")
