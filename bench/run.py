@@ -256,7 +256,11 @@ def _selection_section(data: dict[str, Any] | None) -> list[str]:
         "",
         "The evaluator as a user runs it (default policy `cheapest_equivalent:2`, racing) on a small split; the",
         "full sweep on a large split of the same task sharing no case. Right: the choice's score on the large",
-        "split lies within the 95% interval of the large split's best (or within the 2-point margin).",
+        "split lies within the 95% interval of the large split's best (or within the 2-point margin). The task",
+        "column names the primary metric when it was recorded. Knowledge QA: a knowledge agent over 300 BoolQ",
+        "passages (one document each), asked questions whose own passage is in the base; the metric is",
+        "whether the answer cites that passage (retrieval is the same for every candidate); the candidates",
+        "are the extractive answer (no model call) and generative answers from SmolLM2 and Gemma 3.",
         "",
         "| task | small (test+dev) | large (test+dev) | chosen on small | best on large [95% CI] "
         "| chosen's score on large | right | case runs vs full large | seconds vs full large |",
@@ -268,8 +272,10 @@ def _selection_section(data: dict[str, Any] | None) -> list[str]:
         v, sizes = row["verdict"], row["sizes"]
         low, high = v["best_interval"]
         score = v["chosen_score_on_large"]
+        metric = row["small"].get("metric")
+        label = f"{task} ({metric})" if metric else task
         lines.append(
-            f"| {task} | {sizes['small'][0]}+{sizes['small'][1]} | {sizes['large'][0]}+{sizes['large'][1]} | "
+            f"| {label} | {sizes['small'][0]}+{sizes['small'][1]} | {sizes['large'][0]}+{sizes['large'][1]} | "
             f"`{v['chosen_on_small']}` | `{v['best_on_large']}` [{low:.3f}, {high:.3f}] | "
             f"{'—' if score is None else f'{score:.3f}'} | {'yes' if v['within_true_best_interval'] else 'no'} | "
             f"{v['case_runs_share']:.0%} | {v['seconds_share']:.0%} |"

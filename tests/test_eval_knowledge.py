@@ -59,6 +59,7 @@ async def test_a_knowledge_agent_is_scored_on_retrieval_and_by_judges(workspace:
         )
     ).record
     assert rec["metrics"] == [
+        "citation_recall",
         "recall@2",
         "mrr",
         "rouge_l",
@@ -73,6 +74,54 @@ async def test_a_knowledge_agent_is_scored_on_retrieval_and_by_judges(workspace:
     assert 0 < row["metrics"]["mrr"]["estimate"] <= 1
     assert row["metrics"]["groundedness"]["estimate"] == 1.0
     assert any("Refunds are paid within 14 days" in text for text in judged)  # the retrieved context was judged
+
+
+async def test_answer_modes_are_candidates_and_citing_the_right_document_decides(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """`ENDPOINT/extractive` quotes the retrieved sentence (no model call), `ENDPOINT/generative` asks the
+    model; both share the retrieval, so the primary metric is whether the answer cites its own document."""
+    ws = workspace
+    ws.registry.register("e5-small", LocalEmbedder())
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in DOCS.items():
+        (folder / name).write_text(text + "\n", encoding="utf-8")
+    with KnowledgeBase(ws, "policies") as kb:
+        assert kb.ingest(str(folder)).ok
+    asked: list[str] = []
+
+    def assistant(request: ChatRequest) -> str:
+        asked.append(str(request.messages[-1]["content"]))
+        return "It is in the second document [2]."  # always cites the second-ranked chunk: usually wrong
+
+    ws.registry.register("assistant", FunctionModel(assistant), EndpointConfig(model="function:a", cache=False))
+    Agents(ws).create(parse_spec({"name": "kb", "kind": "knowledge", "knowledge_base": "policies", "top_k": 2}))
+    datasets = EvalDatasets(ws.path)
+    cases = [Case(str(i), q, a, {"sources": [src]}) for i, (q, a, src) in enumerate(QUESTIONS * 3)]
+    datasets.create("kbq", cases, source="t", dev_fraction=0.25)
+    datasets.close()
+    rec = (
+        await evaluate(
+            ws,
+            "kb",
+            "kbq",
+            candidates=["assistant/generative", "assistant/extractive"],
+            plan=HalvingPlan(enabled=False),
+            apply=False,
+        )
+    ).record
+    assert rec["primary"] == "citation_recall"
+    assert {c["id"]: c["answer_mode"] for c in rec["candidates"]} == {
+        "assistant/generative": "generative",
+        "assistant/extractive": "extractive",
+    }
+    assert len(asked) == 9  # only the generative candidate called the model, once per test case
+    rows = {row["id"]: row for row in rec["leaderboard"]}
+    extractive, generative = rows["assistant/extractive"]["metrics"], rows["assistant/generative"]["metrics"]
+    assert extractive["recall@2"] == generative["recall@2"]  # the same retrieval
+    assert extractive["citation_recall"]["estimate"] > generative["citation_recall"]["estimate"]
+    assert rec["chosen"] == "assistant/extractive"
 
 
 async def test_synthetic_questions_come_from_the_knowledge_base_chunks(workspace: Workspace, tmp_path: Path) -> None:

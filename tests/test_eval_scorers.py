@@ -25,6 +25,7 @@ from brickyard.evals.scorers import (
     FAILED,
     MRR,
     Accuracy,
+    CitationRecall,
     EmbeddingSimilarity,
     ExactMatch,
     FieldF1,
@@ -226,6 +227,14 @@ async def test_recall_at_k_and_mrr_match_on_document_names() -> None:
     assert scores[1].detail == {"expected": ["docs/refunds.md", "FAQ.md"], "cited": ["/kb/other.md", "/kb/faq.md"]}
 
 
+async def test_citation_recall_counts_the_cited_documents_not_the_retrieved_ones() -> None:
+    cases = _cases([None, None, None], sources=["docs/refunds.md"])
+    retrieved_not_cited = {**_answer("/kb/faq.md"), "retrieved": ["/kb/refunds.md", "/kb/faq.md"]}
+    outputs = [_answer("/kb/faq.md", "/kb/refunds.md"), retrieved_not_cited, None]
+    assert _values(await CitationRecall().score(cases, outputs)) == [1.0, 0.0, None]
+    assert _values(await RecallAtK(2).score(cases, outputs)) == [1.0, 1.0, None]  # the retrieval found it
+
+
 async def test_retrieval_metrics_need_sources_in_the_metadata() -> None:
     with pytest.raises(UserError, match=r"`mrr` needs the documents .*sources"):
         await MRR().score(_cases(["an answer"]), [_answer("/kb/faq.md")])
@@ -254,7 +263,7 @@ def test_default_scorers_per_kind() -> None:
     assert [s.name for s in default_scorers("extract")] == ["field_f1", "json_valid"]
     assert [s.name for s in default_scorers("transform")] == ["rouge_l"]
     assert [s.name for s in default_scorers("transform", embedder=embedder)] == ["rouge_l", "embedding_similarity"]
-    assert [s.name for s in default_scorers("knowledge", k=3)] == ["recall@3", "mrr", "rouge_l"]
+    assert [s.name for s in default_scorers("knowledge", k=3)] == ["citation_recall", "recall@3", "mrr", "rouge_l"]
     with pytest.raises(UserError, match="LLM judges"):
         default_scorers("supervisor")
     judge = FunctionModel(lambda request: "unused")

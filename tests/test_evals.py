@@ -64,10 +64,10 @@ async def test_halving_drops_the_scripted_bad_candidate_and_chooses_the_truly_be
         "sentiment",
         "reviews",
         candidates=["good/zero-shot", "mid/zero-shot", "bad/zero-shot"],
-        plan=HalvingPlan(min_cases=30),
+        plan=HalvingPlan(min_cases=30, adaptive=False),
     )
     rec = evaluation.record
-    assert rec["rungs"] == [53, 105, 210]
+    assert rec["rungs"] == rec["halving"]["rungs"] == [53, 105, 210]  # the geometric schedule
     rows = {row["id"]: row for row in rec["leaderboard"]}
     assert rows["bad/zero-shot"]["dropped_at"] == 53 and rows["bad/zero-shot"]["cases"] == 53
     assert rec["chosen"] == "good/zero-shot"
@@ -438,6 +438,8 @@ async def test_the_embedding_classifier_is_a_built_in_candidate_trained_on_the_d
     assert other["applied_version"] is None and "Not applied" in other["choice_reason"]
     with pytest.raises(UserError, match="unknown strategy"):
         parse_candidate("emb/classifer")
+    with pytest.raises(UserError, match="an answer mode is for knowledge agents"):
+        await evaluate(ws, "sentiment", "reviews", candidates=["good/extractive"])
 
 
 async def test_a_teacher_proposes_instructions_from_dev_failures_and_each_is_a_candidate(ws: Workspace) -> None:
@@ -477,7 +479,12 @@ async def test_racing_stops_once_the_cheapest_candidate_cannot_be_beaten_by_more
     )
     rec = (
         await evaluate(
-            ws, "sentiment", "reviews", candidates=["good/zero-shot", "mid/zero-shot", "ace/zero-shot"], apply=False
+            ws,
+            "sentiment",
+            "reviews",
+            candidates=["good/zero-shot", "mid/zero-shot", "ace/zero-shot"],
+            apply=False,
+            plan=HalvingPlan(adaptive=False),  # the stop rule on the geometric schedule; sizing: test_eval_rungs.py
         )
     ).record
     assert rec["chosen"] == "ace/zero-shot"

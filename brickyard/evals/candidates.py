@@ -17,6 +17,7 @@ from brickyard.agents.runner import Agents
 from brickyard.agents.spec import AgentKind, AgentSpec, Example, OptimizationState, Strategy
 from brickyard.agents.trace import Trace
 from brickyard.evals._types import Case
+from brickyard.knowledge.answer import AnswerMode
 from brickyard.models.budget import CostCap
 
 MAX_DEMO_POOL = 200
@@ -39,11 +40,15 @@ class Candidate:
     split for this sweep, answers instead of an LLM."""
     serving: str | None = None
     """The endpoint that answers for the candidate when it is not `endpoint` (the trained classifier's)."""
+    answer_mode: AnswerMode | None = None
+    """A knowledge agent's answer mode (`ENDPOINT/extractive`, `ENDPOINT/generative`); None keeps the spec's."""
 
     @property
     def id(self) -> str:
         if self.trained:
             return f"{self.endpoint}/classifier"
+        if self.answer_mode is not None:
+            return f"{self.endpoint}/{self.answer_mode.value}" + (f"/{self.variant}" if self.variant else "")
         shots = f"-{self.k}" if self.strategy is Strategy.few_shot else ""
         return f"{self.endpoint}/{SHORT[self.strategy]}{shots}" + (f"/{self.variant}" if self.variant else "")
 
@@ -57,6 +62,10 @@ class Candidate:
         if self.trained and self.serving is None:
             raise UserError(f"{self.id}: the classifier is trained by the evaluator before the sweep")
         update: dict[str, Any] = {"endpoint": self.target, "strategy": self.strategy}
+        if self.answer_mode is not None:
+            if spec.kind is not AgentKind.knowledge:
+                raise UserError(f"{self.id}: an answer mode is for knowledge agents. Fix: ENDPOINT/zero-shot")
+            update["answer_mode"] = self.answer_mode.value
         if self.strategy is Strategy.few_shot:
             labelled = [c for c in demo_pool if c.expected is not None][:MAX_DEMO_POOL]
             if not labelled:
@@ -83,12 +92,15 @@ def strategies_for(kind: AgentKind, *, labelled_dev: bool) -> list[Strategy]:
 
 
 def parse_candidate(text: str) -> Candidate:
-    """`ENDPOINT` or `ENDPOINT/STRATEGY` (zero-shot, few-shot, few-shot-5, cot, classifier)."""
+    """`ENDPOINT` or `ENDPOINT/STRATEGY` (zero-shot, few-shot, few-shot-5, cot, classifier; for a knowledge agent
+    also extractive or generative, its answer mode)."""
     endpoint, _, strategy = text.strip().partition("/")
     if not endpoint:
         raise UserError(f"`{text}` is not a candidate. Fix: ENDPOINT or ENDPOINT/zero-shot|few-shot[-K]|cot|classifier")
     if strategy == "classifier":
         return Candidate(endpoint, trained=True)
+    if strategy in (AnswerMode.extractive.value, AnswerMode.generative.value):
+        return Candidate(endpoint, answer_mode=AnswerMode(strategy))
     if not strategy or strategy in ("zero-shot", "zero_shot"):
         return Candidate(endpoint)
     if strategy in ("cot", "chain_of_thought", "chain-of-thought"):
@@ -98,7 +110,10 @@ def parse_candidate(text: str) -> Candidate:
         if k and not k.isdigit():
             raise UserError(f"`{text}`: few-shot takes a number of demonstrations, e.g. few-shot-5")
         return Candidate(endpoint, Strategy.few_shot, k=int(k) if k else 3)
-    raise UserError(f"`{text}`: unknown strategy `{strategy}`. Fix: zero-shot, few-shot[-K], cot or classifier")
+    raise UserError(
+        f"`{text}`: unknown strategy `{strategy}`. "
+        "Fix: zero-shot, few-shot[-K], cot, classifier, extractive or generative"
+    )
 
 
 def expand(

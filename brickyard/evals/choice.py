@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from brickyard.evals.policy import Policy, PolicyKind
-from brickyard.evals.stats import equivalence, paired_comparison, pareto_frontier
+from brickyard.evals.stats import cases_needed, equivalence, paired_comparison, pareto_frontier
 from brickyard.evals.sweep import Row, SweepResult
 
 
@@ -110,6 +110,40 @@ def explain(chosen: Row | None, rows: list[Row], policy: Policy, tests: dict[str
     else:
         words.append(f"{chosen.id} is chosen as the cheapest, then fastest, of the equivalent candidates.")
     return " ".join(words)
+
+
+def undecided(result: SweepResult, rows: list[Row], margin: float) -> dict[str, Any] | None:
+    """When the sweep ran every case and still could not tell the best from another candidate (neither a
+    significant difference nor equivalence within `margin`): that candidate, the cases scored and about how
+    many would be needed for the variance observed (`stats.cases_needed`, the estimate that sizes the rungs;
+    None when no number would do). None when every comparison is decided or racing stopped the sweep."""
+    finished = _finished(rows, result.primary)
+    if result.stop_reason is not None or len(finished) < 2:
+        return None
+    best = _best(finished, result.primary)
+    by_id = {r.id: r for r in result.results}
+    scorer = result.scorer(result.primary)
+    worst: dict[str, Any] | None = None
+    for row in finished:
+        if row.id == best.id:
+            continue
+        a, b = by_id[best.id].scores[result.primary], by_id[row.id].scores[result.primary]
+        n = min(len(a), len(b))
+        needed = cases_needed(a[:n], b[:n], scorer.aggregate, margin=margin)
+        if needed > n and (worst is None or needed > worst["_needed"]):
+            worst = {"best": best.id, "rival": row.id, "cases": n, "_needed": needed}
+    if worst is None:
+        return None
+    needed = worst.pop("_needed")
+    return {**worst, "cases_needed": math.ceil(needed) if math.isfinite(needed) else None}
+
+
+def too_small(verdict: dict[str, Any]) -> str:
+    """`undecided` in words."""
+    head = f"The test set is too small to tell {verdict['best']} from {verdict['rival']} on {verdict['cases']} cases"
+    if verdict["cases_needed"] is None:
+        return head + ": they score the same, and no number of cases would separate them without a margin."
+    return head + f": about {verdict['cases_needed']} would be needed for the variance observed."
 
 
 def frontier(rows: list[Row], primary: str) -> list[str]:

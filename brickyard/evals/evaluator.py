@@ -22,7 +22,16 @@ from brickyard.batch import DEFAULT_OUTPUT_TOKENS
 from brickyard.config import EndpointConfig
 from brickyard.evals._types import Case, Scorer
 from brickyard.evals.candidates import Candidate, chosen_spec, expand
-from brickyard.evals.choice import choose, compare_top, equivalent_to_best, evidence, explain, frontier
+from brickyard.evals.choice import (
+    choose,
+    compare_top,
+    equivalent_to_best,
+    evidence,
+    explain,
+    frontier,
+    too_small,
+    undecided,
+)
 from brickyard.evals.datasets import Dataset, EvalDatasets
 from brickyard.evals.instructions import Proposal, failures_on_dev, propose
 from brickyard.evals.judge_agreement import calibration_cases, measure
@@ -60,13 +69,13 @@ def scorers_for(
     """The task metrics for the agent's kind, plus LLM judges when a judge endpoint is given (their calls
     count against the evaluation's cost `cap`)."""
     from brickyard.evals.judges import default_judges
-    from brickyard.evals.scorers import MRR, RecallAtK
+    from brickyard.evals.scorers import MRR, CitationRecall, RecallAtK
 
     embedder = workspace.registry.get(workspace.settings.defaults.embedding)
     labelled = dataset.labelled
     scorers: list[Scorer] = default_scorers(spec.kind, embedder=embedder, k=spec.top_k) if labelled else []
     if not all(case.metadata.get("sources") for case in dataset.test):  # retrieval metrics need expected sources
-        scorers = [s for s in scorers if not isinstance(s, RecallAtK | MRR)]
+        scorers = [s for s in scorers if not isinstance(s, CitationRecall | RecallAtK | MRR)]
     if judge is not None:
         model = workspace.registry.get(judge)
         if cap is not None:
@@ -221,6 +230,9 @@ async def evaluate(
         applied = None
         candidate = next((r.candidate for r in result.results if chosen_row and r.id == chosen_row.id), None)
         reason = explain(chosen_row, rows, policy, tests, result.primary)
+        unsure = undecided(result, rows, policy.margin)
+        if unsure is not None:
+            reason += " " + too_small(unsure)
         if candidate is not None and not persistable(workspace, candidate):
             apply = False
             reason += (
@@ -239,7 +251,7 @@ async def evaluate(
             chosen=chosen_row.id if chosen_row else None,
             comparison=comparison,
             pareto=frontier(rows, result.primary),
-            saving=halving_saving(result),
+            saving={**halving_saving(result), "undecided": unsure},
             applied_version=applied,
             equivalence=tests,
             reason=reason,

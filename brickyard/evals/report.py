@@ -46,6 +46,7 @@ def record(
                 "id": r.candidate.id,
                 "endpoint": r.candidate.endpoint,
                 "strategy": r.candidate.strategy.value,
+                "answer_mode": r.candidate.answer_mode.value if r.candidate.answer_mode else None,
                 "k": r.candidate.k,
                 "variant": r.candidate.variant,
                 "instructions": r.candidate.instructions,

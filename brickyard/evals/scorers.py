@@ -369,6 +369,10 @@ class _Retrieval(Scorer):
         sources = case.metadata.get("sources")
         return isinstance(sources, list | tuple) and any(sources)
 
+    def documents(self, output: Any) -> list[str]:
+        """The documents the answer is judged on: those retrieved, best first (else those cited)."""
+        return ranked_documents(output)
+
     def _value(self, expected: set[str], cited: list[str]) -> float:
         raise NotImplementedError
 
@@ -381,7 +385,7 @@ class _Retrieval(Scorer):
             if out is None:
                 scores.append(CaseScore(None, detail={"expected": expected, "cited": []}, rationale=FAILED))
                 continue
-            cited = ranked_documents(out)
+            cited = self.documents(out)
             value = self._value({doc_key(s) for s in expected}, [doc_key(c) for c in cited])
             scores.append(CaseScore(value, detail={"expected": expected, "cited": cited}))
         return scores
@@ -398,6 +402,19 @@ class RecallAtK(_Retrieval):
 
     def _value(self, expected: set[str], cited: list[str]) -> float:
         return len(expected & set(cited[: self.k])) / len(expected)
+
+
+class CitationRecall(_Retrieval):
+    """Share of a case's expected sources that the answer cites. Unlike recall@k, which measures the retrieval
+    every candidate of a knowledge agent shares, it measures what the answering model (or mode) does."""
+
+    name = "citation_recall"
+
+    def documents(self, output: Any) -> list[str]:
+        return cited_documents(output)
+
+    def _value(self, expected: set[str], cited: list[str]) -> float:
+        return len(expected & set(cited)) / len(expected)
 
 
 class MRR(_Retrieval):
@@ -430,7 +447,7 @@ def default_scorers(
     if kind is AgentKind.transform:
         return [RougeL(), *similarity]
     if kind is AgentKind.knowledge:
-        return [RecallAtK(k), MRR(), RougeL(), *similarity]
+        return [CitationRecall(), RecallAtK(k), MRR(), RougeL(), *similarity]
     raise UserError(f"there are no task metrics for a {kind.value} agent. Fix: evaluate it with LLM judges")
 
 
@@ -438,6 +455,7 @@ __all__ = [
     "FAILED",
     "MRR",
     "Accuracy",
+    "CitationRecall",
     "EmbeddingSimilarity",
     "ExactMatch",
     "FieldF1",

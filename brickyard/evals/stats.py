@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -219,6 +220,83 @@ def equivalence(
     return Equivalence(interval.diff, interval.low, interval.high, margin, bool(inside))
 
 
+def cases_needed(
+    scores_a: Sequence[CaseScore],
+    scores_b: Sequence[CaseScore],
+    aggregate: Aggregate,
+    *,
+    margin: float,
+    alpha: float = 0.05,
+    one_sided: bool = False,
+) -> float:
+    """About how many cases the paired comparison of A and B needs to be decided, whichever comes first: a
+    significant difference (the 1 − alpha interval of A − B excludes 0), equivalence within ±`margin` (the
+    1 − 2·alpha interval lies inside it), and with `one_sided` also "B is not better than A by more than
+    the margin" (the 1 − 2·alpha interval's low end is above −margin).
+
+    A planning estimate from the cases seen: the observed difference d is taken as true and the interval's
+    half-width w shrinks as 1/√n, so a bound at distance g from d is reached after n·(w / g)² cases (g = |d|
+    for a difference, margin − |d| for equivalence, margin + d one-sided). Infinite when nothing can be
+    decided (no difference and no margin) or nothing is known yet; at most the current count when the
+    comparison is already decided.
+    """
+    n = len(scores_a)
+    two = paired_comparison(scores_a, scores_b, aggregate, alpha=alpha)
+    if n == 0 or math.isnan(two.low) or math.isnan(two.diff):
+        return math.inf
+    one = paired_comparison(scores_a, scores_b, aggregate, alpha=2 * alpha)
+    gaps = [((two.high - two.low) / 2, abs(two.diff)), ((one.high - one.low) / 2, margin - abs(two.diff))]
+    if one_sided:
+        gaps.append(((one.high - one.low) / 2, margin + two.diff))
+    return min((n * (w / g) ** 2 for w, g in gaps if g > 0), default=math.inf)
+
+
+@dataclass(frozen=True)
+class PairedEvidence:
+    """What the cases so far say about A − B: the difference, the per-case spread behind its interval
+    (`sigma`, so the 95% half-width is about 1.96·sigma/√n), and the number of cases."""
+
+    diff: float
+    sigma: float
+    n: int
+
+
+def paired_evidence(
+    scores_a: Sequence[CaseScore], scores_b: Sequence[CaseScore], aggregate: Aggregate, *, alpha: float = 0.05
+) -> PairedEvidence:
+    """The difference and the spread read off the paired bootstrap interval, so corpus-level metrics work too."""
+    comparison = paired_comparison(scores_a, scores_b, aggregate, alpha=alpha)
+    n = len(scores_a)
+    z = NormalDist().inv_cdf(1 - alpha / 2)
+    sigma = (comparison.high - comparison.low) / 2 * math.sqrt(n) / z if n else math.nan
+    return PairedEvidence(comparison.diff, sigma, n)
+
+
+def decided_probability(
+    evidence: PairedEvidence, m: int, *, margin: float, alpha: float = 0.05, one_sided: bool = False
+) -> float:
+    """How likely the comparison is decided on m ≥ n cases (the tests of `cases_needed`), predicted from the
+    n seen: the true difference is uncertain (normal around the observed one, sd sigma/√n), and the m − n new
+    cases add their own noise, so the difference on m cases is normal around the observed one with variance
+    sigma²·(m − n)/(m·n). Each way of deciding is a region for that difference; the events are nested or
+    disjoint enough that their largest probability is used (a lower bound on the union)."""
+    d, sigma, n = evidence.diff, evidence.sigma, evidence.n
+    if n == 0 or math.isnan(d) or math.isnan(sigma):
+        return 0.0
+    # nothing varies, or no new case: what is seen now is what the test sees
+    spread = 0.0 if sigma == 0 or m <= n else sigma * math.sqrt((m - n) / (m * n))
+    two = NormalDist().inv_cdf(1 - alpha / 2) * sigma / math.sqrt(m)
+    one = NormalDist().inv_cdf(1 - alpha) * sigma / math.sqrt(m)
+
+    def above(bound: float) -> float:
+        return float(d > bound) if spread == 0 else 1 - NormalDist(d, spread).cdf(bound)
+
+    chances = [above(two) + (1 - above(-two)), max(0.0, above(-margin + one) - above(margin - one))]
+    if one_sided:
+        chances.append(above(-margin + one))
+    return min(1.0, max(chances))
+
+
 def pareto_frontier(points: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of the (quality, cost) points no other point dominates, by cost ascending.
 
@@ -251,4 +329,15 @@ def percentile(values: Sequence[float | None], q: float) -> float:
     return float(np.percentile(array, q)) if array.size else math.nan
 
 
-__all__ = ["Additive", "Comparison", "Interval", "bootstrap_ci", "paired_comparison", "pareto_frontier", "percentile"]
+__all__ = [
+    "Additive",
+    "Comparison",
+    "Interval",
+    "bootstrap_ci",
+    "cases_needed",
+    "decided_probability",
+    "paired_comparison",
+    "paired_evidence",
+    "pareto_frontier",
+    "percentile",
+]

@@ -1,9 +1,10 @@
 """A sweep: candidates scored on the test split with successive halving, bootstrap intervals and cost.
 
-Successive halving: every surviving candidate is scored on a growing prefix of the test cases (rungs
-of n, n·eta, ..., all); after each rung but the last, a candidate whose primary score is significantly
-below the leader's on the same cases (paired bootstrap, p < alpha) is dropped. Clearly worse
-candidates stop early, so the sweep costs a fraction of scoring every candidate on every case.
+Successive halving: every surviving candidate is scored on a growing prefix of the test cases; after each
+rung but the last, a candidate whose primary score is significantly below the leader's on the same cases
+(paired bootstrap, p < alpha) is dropped. Clearly worse candidates stop early, so the sweep costs a
+fraction of scoring every candidate on every case. The first rung is the geometric schedule's (n, n·eta,
+..., all); each next one is sized from the differences and spread observed so far (`HalvingPlan.grow`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from brickyard.agents.runner import Agents
 from brickyard.agents.spec import AgentSpec
@@ -25,7 +26,14 @@ from brickyard.evals._types import Case, CaseScore, Scorer
 from brickyard.evals.candidates import Candidate, CaseRun, run_cases
 from brickyard.evals.datasets import Dataset
 from brickyard.evals.policy import Policy, PolicyKind
-from brickyard.evals.stats import bootstrap_ci, equivalence, paired_comparison, percentile
+from brickyard.evals.stats import (
+    bootstrap_ci,
+    decided_probability,
+    equivalence,
+    paired_comparison,
+    paired_evidence,
+    percentile,
+)
 from brickyard.models.base import Model
 from brickyard.models.budget import CostCap
 from brickyard.workspace import Workspace
@@ -33,7 +41,9 @@ from brickyard.workspace import Workspace
 
 @dataclass
 class HalvingPlan:
-    """How the sample grows: the first rung has at least `min_cases`; each next one is `eta` times larger."""
+    """How the sample grows. The geometric schedule (`rungs`: n, n·eta, ..., all, the first at least
+    `min_cases`) gives the first rung and the most rungs there will be; with `adaptive`, each rung after the
+    first is sized from what was observed (`grow`), else it is the schedule's."""
 
     eta: int = 2
     min_cases: int = 30
@@ -41,13 +51,31 @@ class HalvingPlan:
     enabled: bool = True
     racing: bool = True
     """Stop the whole sweep after a rung when the choice is known (see `Sweep._answer_known`)."""
+    adaptive: bool = True
 
     def rungs(self, total: int, candidates: int) -> list[int]:
+        """The geometric schedule."""
         if not self.enabled or candidates < 2 or total <= self.min_cases:
             return [total]
         steps = min(math.ceil(math.log(candidates, self.eta)), int(math.log(total / self.min_cases, self.eta)))
         sizes = [math.ceil(total / self.eta**j) for j in range(max(steps, 0), 0, -1)]
         return sorted({*sizes, total})
+
+    def grow(self, done: int, total: int, decided: Callable[[int], float], *, last: bool) -> int:
+        """The next rung's size after `done` cases: the size m (at least `min_cases` more, at most `total`) with
+        the largest expected saving, `decided(m)` × (total − m): the chance the race is decided on m cases
+        times the case runs per candidate it then spares. `total` when it is the `last` rung the schedule
+        allows, or when no size is expected to spare a case. So a close race with a large spread goes
+        straight to a large rung, and a nearly decided one takes a small step; sizes only grow, never pass
+        the test set, and there are never more rungs (looks at the data) than the geometric schedule has."""
+        lowest = done + self.min_cases
+        if last or lowest >= total:
+            return total
+        step = max(1, (total - lowest) // 64)
+        sizes = [*range(lowest, total, step), total]
+        saving = {m: decided(m) * (total - m) for m in sizes}
+        best = max(sizes, key=lambda m: (saving[m], -m))
+        return best if saving[best] >= 1 else total
 
 
 @dataclass
@@ -87,6 +115,7 @@ class SweepResult:
     scorers: list[Scorer]
     results: list[CandidateResult]
     rungs: list[int]
+    """The rung sizes actually used (cases per surviving candidate after each rung)."""
     partial: bool = False
     elapsed_s: float = 0.0
     started: float = field(default_factory=time.time)
@@ -158,7 +187,7 @@ class Sweep:
     async def run(self) -> SweepResult:
         started = time.perf_counter()
         agents = Agents(self.workspace, wrap_model=self._wrap())
-        rungs = self.plan.rungs(len(self.dataset.test), len(self.candidates))
+        schedule = self.plan.rungs(len(self.dataset.test), len(self.candidates))
         results = [CandidateResult(c) for c in self.candidates]
         stop = asyncio.Event()
         variants = {c: c.apply(self.spec, self.dataset.dev) for c in self.candidates}
@@ -175,7 +204,7 @@ class Sweep:
         bar.start()
         self.stop_reason: str | None = None
         try:
-            await self._rungs(agents, rungs, results, variants, stop, bar)
+            rungs = await self._rungs(agents, schedule, results, variants, stop, bar)
         finally:
             bar.stop()
             agents.close()
@@ -196,54 +225,111 @@ class Sweep:
     async def _rungs(
         self,
         agents: Agents,
-        rungs: list[int],
+        schedule: list[int],
         results: list[CandidateResult],
         variants: dict[Candidate, AgentSpec],
         stop: asyncio.Event,
         bar: Progress,
-    ) -> None:
-        test = self.dataset.test
-        done = 0
-        for rung, size in enumerate(rungs):
+    ) -> list[int]:
+        """Run the rungs; returns the sizes actually used (the schedule's when not `adaptive`)."""
+        total = len(self.dataset.test)
+        used: list[int] = []
+        size = schedule[0]
+        while True:
             alive = [r for r in results if r.dropped_at is None]
+            done = used[-1] if used else 0
+            label = f"rung {len(used) + 1} (of at most {len(schedule)})"
             for result in alive:
-                new_cases = test[done:size]
-                task = bar.add_task(f"rung {rung + 1}/{len(rungs)} {result.id}", total=len(new_cases), stats="")
-                errors = 0
+                await self._run_rung(agents, result, variants[result.candidate], done, size, stop, bar, label)
+            used.append(size)
+            if stop.is_set() or size >= total:
+                return used
+            self._drop_clearly_worse(alive, size)
+            alive = [r for r in alive if r.dropped_at is None]
+            self.stop_reason = self._answer_known(alive)
+            if self.stop_reason is not None:
+                self._say(f"  racing stops after {size} cases: {self.stop_reason}")
+                return used
+            size = self._next_size(alive, size, schedule, len(used))
 
-                def advance(run: CaseRun, task: TaskID = task) -> None:
-                    nonlocal errors
-                    errors += run.error is not None
-                    bar.update(task, advance=1, stats=f"{errors} errors")
+    def _next_size(self, alive: list[CandidateResult], done: int, schedule: list[int], rungs_done: int) -> int:
+        """The schedule's next size, or with `adaptive` the one the differences and spread seen ask for."""
+        if not self.plan.adaptive:
+            return schedule[rungs_done]
+        if len(alive) < 2:  # nothing left to decide: the rest of the test set
+            return len(self.dataset.test)
+        decided = self._decided(alive)
+        size = self.plan.grow(done, len(self.dataset.test), decided, last=rungs_done + 1 >= len(schedule))
+        self._say(f"  next rung: {size} cases (decided there with probability {decided(size):.2f})")
+        return size
 
-                # no more in flight than the endpoint serves at once, so latencies are not queueing time
-                slots = self.workspace.registry.get(result.candidate.target).max_concurrency or self.concurrency
-                runs = await run_cases(
-                    agents,
-                    variants[result.candidate],
-                    new_cases,
-                    concurrency=min(self.concurrency, slots),
-                    stop=stop,
-                    cap=self.cap,
-                    on_done=advance,
-                )
-                bar.remove_task(task)
-                self._say(f"rung {rung + 1}/{len(rungs)}: {result.id} on cases {done + 1}–{size}, {errors} errors")
-                verdicts = await score_runs(self.scorers, new_cases, runs)
-                if self.cap is not None and self.cap.reached:  # a judge met the cap: stop, results are partial
-                    stop.set()
-                result.runs.extend(runs)
-                for name, scores in verdicts.items():
-                    result.scores.setdefault(name, []).extend(scores)
-            done = size
-            if stop.is_set():
-                break
-            if size < len(test):
-                self._drop_clearly_worse(alive, size)
-                self.stop_reason = self._answer_known([r for r in alive if r.dropped_at is None])
-                if self.stop_reason is not None:
-                    self._say(f"  racing stops after {size} cases: {self.stop_reason}")
-                    break
+    def _decided(self, alive: list[CandidateResult]) -> Callable[[int], float]:
+        """The chance, as a function of the rung size, that every comparison racing waits on is decided
+        (`stats.decided_probability`, taken as independent): each other candidate against the leader; under
+        `cheapest_equivalent`, when the candidate it would choose now is the cheapest left, against that one,
+        where "not better than it by more than the margin" also decides (as in `_answer_known`)."""
+        primary = self.scorers[0]
+        means = {r.id: primary.aggregate(r.scores[primary.name]) for r in alive}
+        anchor = max(alive, key=lambda r: means[r.id])
+        one_sided = False
+        if self.policy.kind is PolicyKind.cheapest_equivalent:
+            current, _ = self._current(anchor, [r for r in alive if r is not anchor])
+            if _cheapest(current, alive):
+                anchor, one_sided = current, True
+        evidence = [
+            paired_evidence(anchor.scores[primary.name], r.scores[primary.name], primary.aggregate)
+            for r in alive
+            if r is not anchor
+        ]
+        margin, alpha = self.policy.margin, self.plan.alpha
+
+        def decided(m: int) -> float:
+            return math.prod(
+                decided_probability(e, m, margin=margin, alpha=alpha, one_sided=one_sided) for e in evidence
+            )
+
+        return decided
+
+    async def _run_rung(
+        self,
+        agents: Agents,
+        result: CandidateResult,
+        variant: AgentSpec,
+        done: int,
+        size: int,
+        stop: asyncio.Event,
+        bar: Progress,
+        label: str,
+    ) -> None:
+        """One candidate on test cases `done`..`size`: run, score, and keep the runs and scores."""
+        new_cases = self.dataset.test[done:size]
+        task = bar.add_task(f"{label} {result.id}", total=len(new_cases), stats="")
+        errors = 0
+
+        def advance(run: CaseRun) -> None:
+            nonlocal errors
+            errors += run.error is not None
+            bar.update(task, advance=1, stats=f"{errors} errors")
+
+        # no more in flight than the endpoint serves at once, so latencies are not queueing time
+        slots = self.workspace.registry.get(result.candidate.target).max_concurrency or self.concurrency
+        runs = await run_cases(
+            agents,
+            variant,
+            new_cases,
+            concurrency=min(self.concurrency, slots),
+            stop=stop,
+            cap=self.cap,
+            on_done=advance,
+        )
+        bar.remove_task(task)
+        self._say(f"{label}: {result.id} on cases {done + 1}–{size}, {errors} errors")
+        verdicts = await score_runs(self.scorers, new_cases, runs)
+        if self.cap is not None and self.cap.reached:  # a judge met the cap: stop, results are partial
+            stop.set()
+        result.runs.extend(runs)
+        for name, scores in verdicts.items():
+            result.scores.setdefault(name, []).extend(scores)
 
     def _answer_known(self, alive: list[CandidateResult]) -> str | None:
         """Why the choice is already known after this rung (None to go on): one candidate left; under
@@ -265,17 +351,15 @@ class Sweep:
         others = [r for r in alive if r is not leader]
         if self.policy.kind is PolicyKind.cheapest_equivalent:
             margin = self.policy.margin
-            tests = [equivalence(lead, r.scores[primary.name], metric, margin=margin) for r in others]
-            if all(t.equivalent for t in tests):
+            current, every = self._current(leader, others)
+            if every:
                 return (
                     f"{', '.join(r.id for r in alive)} are equivalent within {margin * 100:g} points; "
                     "the cheapest is chosen"
                 )
-            # the candidate chosen now; when nothing left is cheaper or faster, only a candidate better than it by
-            # more than the margin could change the choice: stop when every other is shown not to be (one-sided)
-            pool = [leader, *(r for r, t in zip(others, tests, strict=True) if t.equivalent)]
-            current = min(pool, key=_spend)
-            if not any(_spend(r) < _spend(current) for r in alive if r is not current):
+            # when nothing left is cheaper or faster than the candidate chosen now, only a candidate better than
+            # it by more than the margin could change the choice: stop when every other is shown not to be
+            if _cheapest(current, alive):
                 mine = current.scores[primary.name]
                 bounds = [
                     paired_comparison(r.scores[primary.name], mine, metric, alpha=2 * self.plan.alpha).high
@@ -291,6 +375,17 @@ class Sweep:
         if all(c.significant and c.low > 0 for c in comparisons):
             return f"{leader.id} is significantly better than every other candidate"
         return None
+
+    def _current(self, leader: CandidateResult, others: list[CandidateResult]) -> tuple[CandidateResult, bool]:
+        """The candidate `cheapest_equivalent` would choose now (the cheapest, then fastest, of the leader and
+        those equivalent to it within the margin), and whether every other is equivalent to the leader."""
+        primary = self.scorers[0]
+        lead = leader.scores[primary.name]
+        tests = [
+            equivalence(lead, r.scores[primary.name], primary.aggregate, margin=self.policy.margin) for r in others
+        ]
+        pool = [leader, *(r for r, t in zip(others, tests, strict=True) if t.equivalent)]
+        return min(pool, key=_spend), all(t.equivalent for t in tests)
 
     def _drop_clearly_worse(self, alive: list[CandidateResult], size: int) -> None:
         """Drop candidates the policy can no longer choose: over its cost limit, or significantly more than
@@ -324,6 +419,11 @@ class Sweep:
     def _say(self, message: str) -> None:
         if self.console is not None:
             self.console.print(message, markup=False, highlight=False)
+
+
+def _cheapest(result: CandidateResult, alive: list[CandidateResult]) -> bool:
+    """Whether no other candidate left costs less, then runs faster, per case."""
+    return not any(_spend(r) < _spend(result) for r in alive if r is not result)
 
 
 def _spend(result: CandidateResult) -> tuple[float, float]:
@@ -410,6 +510,7 @@ def halving_saving(result: SweepResult) -> dict[str, Any]:
     calls = sum(sum(x.calls for x in r.ran) for r in result.results)
     return {
         "stop_reason": result.stop_reason,
+        "rungs": result.rungs,
         "seconds": round(result.elapsed_s, 2),
         "seconds_full_estimate": round(result.elapsed_s * full_cases / ran_cases, 2) if ran_cases else 0.0,
         "case_runs": ran_cases,
