@@ -12,8 +12,9 @@ master key, no database) gets the same upstream and load.
 
 Then the same brickyard rows with the PostgreSQL store (`[store] url`: usage ledger, budgets and keys in a
 PostgreSQL server this module starts on 127.0.0.1 and stops), a key with a USD budget (every request reserves
-and settles in the store) on each store, and a py-spy profile of where a keyed, budgeted request's time goes
-(bench/gateway_profile.py, written to bench/results/gateway_profile.json).
+and settles against its process's budget lease, which is reserved and settled in the store) on each store, and a
+py-spy profile of where a keyed, budgeted request's time goes (bench/gateway_profile.py, written to
+bench/results/gateway_profile.json).
 """
 
 from __future__ import annotations
@@ -347,7 +348,8 @@ BRICKYARD_ROWS = (
     "brickyard_pg_budget_1w",
 )
 BUDGET = "1000000/day"
-"""The budgeted key's budget: never reached, so every request reserves and settles but none is refused."""
+"""The budgeted key's budget: never reached, so every request reserves and settles (through the process's lease)
+but none is refused."""
 
 
 def _with_load(row: dict[str, Any], load_before: tuple[float, float, float]) -> dict[str, Any]:

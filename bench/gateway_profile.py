@@ -1,6 +1,6 @@
 """Where `brickyard serve`'s time goes per request: py-spy samples the real server process under `wrk` load.
 
-The server (one worker) serves a key with a USD budget (so every request reserves and settles in the store),
+The server (one worker) serves a key with a USD budget (every request reserves and settles against a budget lease),
 usage recording and payload logs at their defaults, and the endpoint's cache off, against the benchmark's fast
 fake upstream. After a warm-up, `py-spy record --nonblocking` samples every thread of the process while `wrk`
 keeps `connections` connections busy. Idle samples are not recorded, so a share is a share of the time the

@@ -87,7 +87,7 @@ class Leases:
         self._wake = threading.Condition(self._lock)
         self._sweeper: threading.Thread | None = None
         self._stopping = False
-        atexit.register(_weak_close(self))  # interpreter exit settles the leases; leaves `self` collectable
+        self._exit_hook: Callable[[], None] | None = None  # registered while leases are open
 
     # -- calls ------------------------------------------------------------------------------------
     async def take(self, holds: Sequence[Hold], amount_usd: float) -> list[Lease] | Refusal:
@@ -145,6 +145,9 @@ class Leases:
             self._stopping = True
             self._wake.notify_all()
             sweeper, self._sweeper = self._sweeper, None
+            hook, self._exit_hook = self._exit_hook, None
+        if hook is not None:
+            atexit.unregister(hook)
         if sweeper is not None and sweeper is not threading.current_thread():
             sweeper.join()
         with self._lock:
@@ -223,6 +226,9 @@ class Leases:
         if self._sweeper is None or not self._sweeper.is_alive():
             self._sweeper = threading.Thread(target=self._sweep, name="brickyard-budget-leases", daemon=True)
             self._sweeper.start()
+        if self._exit_hook is None:  # interpreter exit settles the leases (the hook leaves `self` collectable)
+            self._exit_hook = _weak_close(self)
+            atexit.register(self._exit_hook)
 
     def _sweep(self) -> None:
         while True:
