@@ -34,6 +34,7 @@ from brickyard.models._types import ChatResult, EmbeddingResult, Usage, estimate
 from brickyard.models.base import Model, WrapperModel
 from brickyard.models.budget_leases import Lease, Leases, leasable
 from brickyard.models.calls import Call, Caller, CallerBudget, EmbedCall, Outcome, Reply, when_done
+from brickyard.store._budget import refuses
 from brickyard.store.base import Hold, Refusal, Store
 
 UNKNOWN_OUTPUT_TOKENS = 32_768
@@ -137,22 +138,26 @@ class Budgets:
         self._by_endpoint = {b.endpoint: b for b in configured if b.endpoint}
         self._by_tag = {b.tag: b for b in configured if b.tag}
         self.wait_s = wait_s
+        self._made: dict[tuple[CallerBudget | int, int], _Budget] = {}  # by budget and UTC day
 
     def applying(self, endpoint: str, call: Call, now: float | None = None) -> list[_Budget]:
         """Every budget a call served by `endpoint` is checked against."""
         now = time.time() if now is None else now
-        out: list[_Budget] = []
-        configured = [self._by_endpoint.get(endpoint), self._by_tag.get(call.tag) if call.tag else None]
-        for config in configured:
-            if config is not None:
-                scope = f"endpoint:{config.endpoint}" if config.endpoint else f"tag:{config.tag}"
-                hold = Hold(scope, config.limit_usd, window_start(config.window, now))
-                fix = (
-                    f"raise `limit_usd` for {config.scope} in brickyard.toml or wait for the next {config.window.value}"
-                )
-                out.append(_Budget(hold, config.scope, config.window.value, fix, BudgetExceededError))
-        for brought in call.caller.budgets:
-            out.append(_caller_budget(brought, now))
+        day = int(now // 86_400)  # a window (day, month, a job's life) can only start at a UTC midnight
+        found: list[BudgetConfig | CallerBudget] = [
+            b for b in (self._by_endpoint.get(endpoint), self._by_tag.get(call.tag) if call.tag else None) if b
+        ]
+        found += call.caller.budgets
+        out = []
+        for budget in found:
+            # a configured budget is one of this object's (unhashable) configs; a brought one is a frozen value
+            key = (budget if isinstance(budget, CallerBudget) else id(budget), day)
+            made = self._made.get(key)
+            if made is None:
+                if len(self._made) > 4096:  # yesterday's and forgotten callers' budgets
+                    self._made.clear()
+                made = self._made[key] = _budget(budget, now)
+            out.append(made)
         return out
 
     async def reserve(self, budgets: list[_Budget], amount_usd: float, *, hint: str | None = None) -> Reservation:
@@ -166,7 +171,7 @@ class Budgets:
             got = await self._reserve_once(leased, exact, amount_usd)
             if isinstance(got, Reservation):
                 return got
-            fits_alone = got.spent_usd + amount_usd <= got.hold.limit_usd and got.spent_usd < got.hold.limit_usd
+            fits_alone = not refuses(got.hold.limit_usd, got.spent_usd, 0.0, amount_usd)  # without what is held
             if not (fits_alone and got.held_usd > 0 and time.monotonic() < deadline):
                 raise self._refusal(budgets, got, amount_usd, hint)
             await asyncio.sleep(delay)
@@ -219,6 +224,16 @@ class Budgets:
             fix=fix,
             estimate_usd=amount_usd,
         )
+
+
+def _budget(budget: BudgetConfig | CallerBudget, now: float) -> _Budget:
+    """A configured or a brought budget as it applies at `now`: its hold in the store and its refusal's words."""
+    if isinstance(budget, CallerBudget):
+        return _caller_budget(budget, now)
+    scope = f"endpoint:{budget.endpoint}" if budget.endpoint else f"tag:{budget.tag}"
+    hold = Hold(scope, budget.limit_usd, window_start(budget.window, now))
+    fix = f"raise `limit_usd` for {budget.scope} in brickyard.toml or wait for the next {budget.window.value}"
+    return _Budget(hold, budget.scope, budget.window.value, fix, BudgetExceededError)
 
 
 def _caller_budget(brought: CallerBudget, now: float) -> _Budget:

@@ -191,7 +191,7 @@ class Leases:
             if isinstance(got, str):
                 return Lease(got, hold, size)
             rest = hold.limit_usd - got.spent_usd - got.held_usd
-            if size <= amount_usd or rest < amount_usd:
+            if size <= amount_usd or rest < amount_usd - _budget.EPS_USD:  # sums of floats: the store's slack
                 return got
             size = max(amount_usd, min(size / 2, rest * SHARE_OF_REST))
 
