@@ -25,6 +25,7 @@ import os
 import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -352,8 +353,43 @@ BUDGET = "1000000/day"
 but none is refused."""
 
 
+ROUNDS = 3
+"""Each target is measured once per round; a row is the median of its rounds."""
+SUMMED = ("upstream_calls", "usage_records", "payload_records", "ok_responses")
+"""Counts a row adds up over its rounds (the ledger check covers every request of every round)."""
+
+
 def _with_load(row: dict[str, Any], load_before: tuple[float, float, float]) -> dict[str, Any]:
     return row | {"load_average_before": load_before}
+
+
+def _by_round(row: dict[str, Any], lite: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """Per round, side by side: requests/s per worker over LiteLLM's and added p50 (minus the upstream's)."""
+    mine, theirs, up = row.get("rounds", []), lite.get("rounds", []), base.get("rounds", [])
+    if not mine or len(mine) != len(theirs) or len(mine) != len(up):
+        return {}
+    return {
+        "rps_per_worker_by_round": [m["rps"] / row["workers"] / t["rps"] for m, t in zip(mine, theirs, strict=True)],
+        "added_p50_ms_by_round": [m["p50_ms"] - u["p50_ms"] for m, u in zip(mine, up, strict=True)],
+    }
+
+
+def median_row(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from a target's rounds: each figure's median, counts summed, checks true only if true in every
+    round; the rounds' requests/s and p50 are kept beside it (`rounds`)."""
+    row = dict(rounds[0])
+    for name, value in rounds[0].items():
+        values = [r[name] for r in rounds if name in r]
+        if isinstance(value, bool):
+            row[name] = all(values)
+        elif name in SUMMED:
+            row[name] = sum(values)
+        elif isinstance(value, int | float):
+            row[name] = statistics.median(values)
+        elif name == "load_average_before":
+            row[name] = [statistics.median(v[i] for v in values) for i in range(3)]
+    row["rounds"] = [{"rps": r.get("rps"), "p50_ms": r.get("p50_ms")} for r in rounds]
+    return row
 
 
 def run_postgres(figures: dict[str, Any], endpoint: str, upstream: str, logs: Path, load: Load) -> dict[str, Any]:
@@ -372,13 +408,13 @@ def run_postgres(figures: dict[str, Any], endpoint: str, upstream: str, logs: Pa
         key, budgeted = _create_key(ws.path), _create_key(ws.path, "bench-budget", BUDGET)
         figures["workspace_pg"] = str(ws.path)
         count = _pg_usage_rows(url)
-        for workers in (1, 2):
-            load_before = os.getloadavg()
-            row = run_brickyard(ws.path, key, upstream, workers, logs, load, usage_rows=count, label="-pg")
-            figures[f"brickyard_pg_{workers}w"] = _with_load(row, load_before)
-        load_before = os.getloadavg()
-        row = run_brickyard(ws.path, budgeted, upstream, 1, logs, load, usage_rows=count, label="-pg-budget")
-        figures["brickyard_pg_budget_1w"] = _with_load(row, load_before)
+        rounds: dict[str, list[dict[str, Any]]] = {}
+        for _ in range(ROUNDS):
+            for name, workers, which in (("pg_1w", 1, key), ("pg_2w", 2, key), ("pg_budget_1w", 1, budgeted)):
+                load_before = os.getloadavg()
+                row = run_brickyard(ws.path, which, upstream, workers, logs, load, usage_rows=count, label="-pg")
+                rounds.setdefault(f"brickyard_{name}", []).append(_with_load(row, load_before))
+        figures |= {name: median_row(measured) for name, measured in rounds.items()}
         profiles["postgresql"] = _profile(ws.path, budgeted, logs, "postgresql")
     return profiles
 
@@ -411,34 +447,32 @@ def run(duration_s: float = 10.0, connections: int = 64, warmup_s: float = 2.0) 
     up_cmd = [sys.executable, str(PEERS / "upstream.py"), "--port", str(up_port)]
     with _process(up_cmd, logs / "upstream.log") as up_proc:
         _wait_ready(up_proc, upstream + "/stats", logs / "upstream.log")
-        figures["upstream"] = measure(Target("upstream", upstream), load, upstream, up_proc.pid)
-
         endpoint = (
             f'[endpoints.{MODEL}]\nmodel = "openai:fake"\nbase_url = "{upstream}/v1"\ncache = false\n'
             "price_input_per_1m = 0.15\nprice_output_per_1m = 0.6\n"
         )
         ws = fresh_workspace(endpoint)
-        key = _create_key(ws.path)
+        key, budgeted = _create_key(ws.path), _create_key(ws.path, "bench-budget", BUDGET)
         figures["workspace"] = str(ws.path)
-        for workers in (1, 2):
-            load_before = os.getloadavg()
-            figures[f"brickyard_{workers}w"] = _with_load(
-                run_brickyard(ws.path, key, upstream, workers, logs, load), load_before
-            )
-
         version = litellm_version()
         if version is None:
             figures["litellm"] = {"skipped": f"no LiteLLM venv at {LITELLM_VENV} (run `make bench`)"}
-        else:
-            load_before = os.getloadavg()
-            figures["litellm"] = _with_load(run_litellm(upstream, logs, load) | {"version": version}, load_before)
+        # every target once per round, the rounds one after another: a slow spell of the machine lands on
+        # every target of a round, and the median of the rounds leaves it out
+        rounds: dict[str, list[dict[str, Any]]] = {}
 
-        # added rows, after the ones above so those are measured as before: a key with a USD budget, then PostgreSQL
-        budgeted = _create_key(ws.path, "bench-budget", BUDGET)
-        load_before = os.getloadavg()
-        figures["brickyard_budget_1w"] = _with_load(
-            run_brickyard(ws.path, budgeted, upstream, 1, logs, load, label="-budget"), load_before
-        )
+        def add(name: str, measured: Callable[[], dict[str, Any]]) -> None:
+            load_before = os.getloadavg()
+            rounds.setdefault(name, []).append(_with_load(measured(), load_before))
+
+        for _ in range(ROUNDS):
+            add("upstream", lambda: measure(Target("upstream", upstream), load, upstream, up_proc.pid))
+            for workers in (1, 2):
+                add(f"brickyard_{workers}w", lambda w=workers: run_brickyard(ws.path, key, upstream, w, logs, load))
+            add("brickyard_budget_1w", lambda: run_brickyard(ws.path, budgeted, upstream, 1, logs, load, label="-b"))
+            if version is not None:
+                add("litellm", lambda: run_litellm(upstream, logs, load) | {"version": version})
+        figures |= {name: median_row(measured) for name, measured in rounds.items()}
         profiles = {"sqlite": _profile(ws.path, budgeted, logs, "sqlite")}
         profiles |= run_postgres(figures, endpoint, upstream, logs, load)
     figures["load_average_after"] = os.getloadavg()
@@ -459,6 +493,7 @@ def run(duration_s: float = 10.0, connections: int = 64, warmup_s: float = 2.0) 
                 "rps_per_worker": figures[name]["rps"] / figures[name]["workers"] / lite["rps"],
                 "p50": figures[name]["p50_ms"] / lite["p50_ms"],
                 "added_p50": figures[name]["added_p50_ms"] / lite["added_p50_ms"],
+                **_by_round(figures[name], lite, base),
             }
             for name in measured
         }

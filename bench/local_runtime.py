@@ -135,6 +135,7 @@ async def memory(rows: int) -> dict[str, Any]:
     first = samples[1]["rss_mib"] if len(samples) > 1 else samples[0]["rss_mib"]
     return {
         "rows": rows,
+        "distinct": len(set(data)),
         "seconds": round(seconds, 1),
         "samples": samples,
         "growth_after_500_rows_mib": round(samples[-1]["rss_mib"] - first, 1),

@@ -497,7 +497,9 @@ def _runtime_section(data: dict[str, Any] | None) -> list[str]:
         + ", ".join(f"{r['rows_per_s']:.2f}" for r in share["two_without_lease"])
         + f" | {share['without_lease_share_of_alone']:.2f} |",
         "",
-        f"Memory over a long query: `ai_query` (one output token) over {mem['rows']} distinct rows in one process "
+        f"Memory over a long query: `ai_query` (one output token) over {mem['rows']:,} Rotten Tomatoes rows "
+        + (f"({mem['distinct']:,} distinct) " if "distinct" in mem else "")
+        + "in one process "
         f"({mem['seconds']:.0f} s): resident memory peaked at {mem['peak_rss_mib']:.0f} MiB and grew "
         f"{mem['growth_after_500_rows_mib']:.0f} MiB after the first 500 rows (prompt cache bound "
         f"{mem['prompt_cache_mib']} MiB per engine; llama.cpp's own default is 8 GiB)"
@@ -765,7 +767,13 @@ def _gateway_section(gw: dict[str, Any] | None, prof: dict[str, Any] | None) -> 
         f"## 7. Gateway overhead (fake upstream on loopback, `wrk` {_fmt(gw['duration_s'], 0)} s per figure, "
         f"{cores} cores)",
         "",
-        f"Requests/s at {gw['connections']} connections; latency at 1 connection; added = minus upstream alone.",
+        f"Requests/s at {gw['connections']} connections; latency at 1 connection; added = minus upstream alone."
+        + (
+            f" Each row is the median of {len(gw['upstream']['rounds'])} rounds (every target once per round, the "
+            "rounds one after another, so a slow spell of this shared machine lands on every target of a round)."
+            if "rounds" in gw.get("upstream", {})
+            else ""
+        ),
         "brickyard: real scoped API key, usage recording and payload logs on, endpoint cache off; the budgeted rows",
         "use a key with a USD budget it never reaches (every request reserves and settles against its process's",
         "budget lease; the leases are reserved and settled in the store). The",
@@ -805,9 +813,18 @@ def _gateway_section(gw: dict[str, Any] | None, prof: dict[str, Any] | None) -> 
                 if "rps_per_worker" in ratio
                 else ""
             )
+            by_round = (
+                " By round: "
+                + ", ".join(f"{_fmt(x, 1)}×" for x in ratio["rps_per_worker_by_round"])
+                + " per worker; added p50 "
+                + ", ".join(_fmt(x, 2) for x in ratio["added_p50_ms_by_round"])
+                + " ms."
+                if "rps_per_worker_by_round" in ratio
+                else ""
+            )
             lines.append(
                 f"- {label} / LiteLLM: **{_fmt(ratio['rps'], 1)}×** requests/s{per_worker}; added p50 "
-                f"**{_fmt(row['added_p50_ms'], 2)} ms** (target ≤ 1 ms)."
+                f"**{_fmt(row['added_p50_ms'], 2)} ms** (target ≤ 1 ms).{by_round}"
             )
         if "usage_records" in row:
             lines.append(
