@@ -206,3 +206,28 @@ asyncio.run(main())
         assert store.budget_state(hold) == (pytest.approx(0.03), 0.0)
     finally:
         store.close()
+
+
+async def test_a_call_cancelled_while_a_lease_opens_does_not_fail_the_others(
+    stores: Callable[[], CountingStore],
+) -> None:
+    store = stores()
+    reserve = store.reserve
+
+    def slow(holds: Sequence[Hold], amount_usd: float, *, ttl_s: float) -> str | Refusal:
+        time.sleep(0.2)  # the store is slow to answer: every call below waits for the one lease being opened
+        return reserve(holds, amount_usd, ttl_s=ttl_s)
+
+    store.reserve = slow  # type: ignore[method-assign]
+    budgets = budgets_on(store)
+    tasks = [asyncio.create_task(budgets.reserve(budgets.applying("e", call_with(KEY)), CALL_USD)) for _ in range(4)]
+    await asyncio.sleep(0.05)
+    tasks[1].cancel()  # a waiter whose client left
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(done[1], asyncio.CancelledError)
+    kept = [d for i, d in enumerate(done) if i != 1]
+    assert all(isinstance(d, Reservation) for d in kept), done
+    for held in kept:
+        budgets.settle(held, CALL_USD)  # type: ignore[arg-type]
+    budgets.close()
+    assert spent_and_held(store) == (pytest.approx(3 * CALL_USD), 0.0)

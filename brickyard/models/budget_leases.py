@@ -118,7 +118,8 @@ class Leases:
                         self._opening[_pair(hold)] = concurrent.futures.Future()
                         self._close(self._current.get(_pair(hold)), now)
             if wait_for is not None:  # another call is opening this budget's next lease: use it
-                await asyncio.wrap_future(wait_for)
+                # shielded: a waiter cancelled (its client left) must not cancel the opening for the others
+                await asyncio.shield(asyncio.wrap_future(wait_for))
                 continue
             refusal = await asyncio.to_thread(self._open_all, to_open, amount_usd)
             if refusal is not None:
@@ -177,7 +178,7 @@ class Leases:
             with self._lock:
                 for hold in holds:
                     pending = self._opening.pop(_pair(hold), None)
-                    if pending is not None:
+                    if pending is not None and not pending.done():
                         pending.set_result(None)
         return refusal
 
