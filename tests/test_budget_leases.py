@@ -231,3 +231,28 @@ async def test_a_call_cancelled_while_a_lease_opens_does_not_fail_the_others(
         budgets.settle(held, CALL_USD)  # type: ignore[arg-type]
     budgets.close()
     assert spent_and_held(store) == (pytest.approx(3 * CALL_USD), 0.0)
+
+
+async def test_a_call_cancelled_while_its_job_cap_is_reserved_gives_back_what_its_lease_held(
+    stores: Callable[[], CountingStore],
+) -> None:
+    store = stores()
+    budgets = budgets_on(store)
+    warm = await budgets.reserve(budgets.applying("e", call_with(KEY)), CALL_USD)  # the key's lease is open
+    budgets.settle(warm, CALL_USD)
+    reserve = store.reserve
+
+    def slow(holds: Sequence[Hold], amount_usd: float, *, ttl_s: float) -> str | Refusal:
+        time.sleep(0.2)
+        return reserve(holds, amount_usd, ttl_s=ttl_s)
+
+    store.reserve = slow  # type: ignore[method-assign]
+    cap = CallerBudget("query:q", 1.0, "job", fix="raise --max-cost")
+    task = asyncio.create_task(budgets.reserve(budgets.applying("e", call_with(KEY, cap)), CALL_USD))
+    await asyncio.sleep(0.05)  # the key's lease took the call; the cap's reservation is in the store's hands
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    lease = next(iter(budgets.leases._current.values()))
+    assert lease.in_flight == 0 and lease.taken_usd == pytest.approx(CALL_USD)  # only the settled call
+    budgets.close()
