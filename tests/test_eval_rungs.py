@@ -135,7 +135,9 @@ async def test_a_close_race_with_a_wide_spread_gets_a_larger_next_rung_than_the_
     fixed = (
         await evaluate(ws, "sentiment", "reviews", candidates=candidates, plan=HalvingPlan(adaptive=False), apply=False)
     ).record
-    adaptive = (await evaluate(ws, "sentiment", "reviews", candidates=candidates, apply=False)).record
+    adaptive = (
+        await evaluate(ws, "sentiment", "reviews", candidates=candidates, plan=HalvingPlan(adaptive=True), apply=False)
+    ).record
     assert consistent(fixed) == SCHEDULE
     rungs = consistent(adaptive)
     assert rungs[0] == SCHEDULE[0] and len(rungs) <= len(SCHEDULE)
@@ -146,7 +148,9 @@ async def test_a_close_race_with_a_wide_spread_gets_a_larger_next_rung_than_the_
 
 async def test_clear_differences_stop_at_the_first_rung(ws: Workspace) -> None:
     candidates = [register(ws, "ace", 0.97, 31, price=0.5), register(ws, "x", 0.3, 32), register(ws, "y", 0.35, 33)]
-    rec = (await evaluate(ws, "sentiment", "reviews", candidates=candidates, apply=False)).record
+    rec = (
+        await evaluate(ws, "sentiment", "reviews", candidates=candidates, plan=HalvingPlan(adaptive=True), apply=False)
+    ).record
     assert consistent(rec) == [53]
     assert rec["halving"]["case_runs"] == 3 * 53 and rec["chosen"] == "ace/zero-shot"
     assert rec["halving"]["stop_reason"] == "only ace/zero-shot is left"
@@ -155,9 +159,8 @@ async def test_clear_differences_stop_at_the_first_rung(ws: Workspace) -> None:
 
 async def test_without_racing_a_lone_survivor_goes_straight_to_the_whole_test_set(ws: Workspace) -> None:
     candidates = [register(ws, "ace", 0.97, 31, price=0.5), register(ws, "x", 0.3, 32), register(ws, "y", 0.35, 33)]
-    rec = (
-        await evaluate(ws, "sentiment", "reviews", candidates=candidates, plan=HalvingPlan(racing=False), apply=False)
-    ).record
+    plan = HalvingPlan(racing=False, adaptive=True)
+    rec = (await evaluate(ws, "sentiment", "reviews", candidates=candidates, plan=plan, apply=False)).record
     assert consistent(rec) == [53, TEST_CASES]  # nothing left to decide after the drops: no look in between
     assert rec["halving"]["case_runs"] == 3 * 53 + (TEST_CASES - 53)
 
@@ -167,7 +170,9 @@ async def test_rung_sizes_never_shrink_nor_pass_the_test_set(ws: Workspace, seed
     rng = random.Random(seed)
     accuracies = [rng.uniform(0.55, 0.9) for _ in range(3)]
     candidates = [register(ws, f"m{i}", acc, seed * 10 + i, price=i + 1.0) for i, acc in enumerate(accuracies)]
-    rec = (await evaluate(ws, "sentiment", "reviews", candidates=candidates, apply=False)).record
+    rec = (
+        await evaluate(ws, "sentiment", "reviews", candidates=candidates, plan=HalvingPlan(adaptive=True), apply=False)
+    ).record
     rungs = consistent(rec)
     assert rungs[0] == SCHEDULE[0] and len(rungs) <= len(SCHEDULE) and rungs[-1] <= TEST_CASES
     assert all(b - a >= 30 or b == TEST_CASES for a, b in itertools.pairwise(rungs))

@@ -187,6 +187,9 @@ def eval_run(
         bool, typer.Option(help="successive halving and racing (drop clearly worse candidates, stop when known)")
     ] = True,
     min_cases: Annotated[int, typer.Option(help="cases in the first halving rung")] = 30,
+    adaptive_rungs: Annotated[
+        bool, typer.Option(help="size each rung after the first from the differences seen (default: geometric)")
+    ] = False,
     shots: Annotated[int, typer.Option(help="demonstrations per input for few-shot candidates")] = 3,
     variants: Annotated[
         Path | None, typer.Option(help="a YAML/JSON file of name: instructions, tried besides the spec's own")
@@ -227,7 +230,7 @@ def eval_run(
                 judge=judge,
                 policy=chosen_policy,
                 max_cost_usd=max_cost,
-                plan=HalvingPlan(enabled=halving, min_cases=min_cases),
+                plan=HalvingPlan(enabled=halving, min_cases=min_cases, adaptive=adaptive_rungs),
                 apply=apply,
                 report_path=report,
                 console=err,
