@@ -26,8 +26,8 @@ QUESTIONS = [
 ]
 
 
-async def test_a_knowledge_agent_is_scored_on_retrieval_and_by_judges(workspace: Workspace, tmp_path: Path) -> None:
-    ws = workspace
+def ingest_policies(ws: Workspace, tmp_path: Path) -> None:
+    """The e5 embedder and a knowledge base `policies` of DOCS."""
     ws.registry.register("e5-small", LocalEmbedder())
     folder = tmp_path / "docs"
     folder.mkdir()
@@ -35,6 +35,20 @@ async def test_a_knowledge_agent_is_scored_on_retrieval_and_by_judges(workspace:
         (folder / name).write_text(text + "\n", encoding="utf-8")
     with KnowledgeBase(ws, "policies") as kb:
         assert kb.ingest(str(folder)).ok
+
+
+def create_agent_and_questions(ws: Workspace) -> None:
+    """The knowledge agent `kb` over `policies` and the set `kbq`: QUESTIONS three times, each naming its source."""
+    Agents(ws).create(parse_spec({"name": "kb", "kind": "knowledge", "knowledge_base": "policies", "top_k": 2}))
+    datasets = EvalDatasets(ws.path)
+    cases = [Case(str(i), q, a, {"sources": [src]}) for i, (q, a, src) in enumerate(QUESTIONS * 3)]
+    datasets.create("kbq", cases, source="t", dev_fraction=0.25)
+    datasets.close()
+
+
+async def test_a_knowledge_agent_is_scored_on_retrieval_and_by_judges(workspace: Workspace, tmp_path: Path) -> None:
+    ws = workspace
+    ingest_policies(ws, tmp_path)
 
     def assistant(request: ChatRequest) -> str:
         return "According to the policy [1]."
@@ -47,11 +61,7 @@ async def test_a_knowledge_agent_is_scored_on_retrieval_and_by_judges(workspace:
 
     ws.registry.register("assistant", FunctionModel(assistant), EndpointConfig(model="function:a", cache=False))
     ws.registry.register("judge", FunctionModel(judge), EndpointConfig(model="function:j", cache=False))
-    Agents(ws).create(parse_spec({"name": "kb", "kind": "knowledge", "knowledge_base": "policies", "top_k": 2}))
-    datasets = EvalDatasets(ws.path)
-    cases = [Case(str(i), q, a, {"sources": [src]}) for i, (q, a, src) in enumerate(QUESTIONS * 3)]
-    datasets.create("kbq", cases, source="t", dev_fraction=0.25)
-    datasets.close()
+    create_agent_and_questions(ws)
 
     rec = (
         await evaluate(
@@ -82,13 +92,7 @@ async def test_answer_modes_are_candidates_and_citing_the_right_document_decides
     """`ENDPOINT/extractive` quotes the retrieved sentence (no model call), `ENDPOINT/generative` asks the
     model; both share the retrieval, so the primary metric is whether the answer cites its own document."""
     ws = workspace
-    ws.registry.register("e5-small", LocalEmbedder())
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    for name, text in DOCS.items():
-        (folder / name).write_text(text + "\n", encoding="utf-8")
-    with KnowledgeBase(ws, "policies") as kb:
-        assert kb.ingest(str(folder)).ok
+    ingest_policies(ws, tmp_path)
     asked: list[str] = []
 
     def assistant(request: ChatRequest) -> str:
@@ -96,11 +100,7 @@ async def test_answer_modes_are_candidates_and_citing_the_right_document_decides
         return "It is in the second document [2]."  # always cites the second-ranked chunk: usually wrong
 
     ws.registry.register("assistant", FunctionModel(assistant), EndpointConfig(model="function:a", cache=False))
-    Agents(ws).create(parse_spec({"name": "kb", "kind": "knowledge", "knowledge_base": "policies", "top_k": 2}))
-    datasets = EvalDatasets(ws.path)
-    cases = [Case(str(i), q, a, {"sources": [src]}) for i, (q, a, src) in enumerate(QUESTIONS * 3)]
-    datasets.create("kbq", cases, source="t", dev_fraction=0.25)
-    datasets.close()
+    create_agent_and_questions(ws)
     rec = (
         await evaluate(
             ws,

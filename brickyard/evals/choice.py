@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
+from brickyard.evals._types import CaseScore
 from brickyard.evals.policy import Policy, PolicyKind
 from brickyard.evals.stats import cases_needed, equivalence, paired_comparison, pareto_frontier
 from brickyard.evals.sweep import Row, SweepResult
@@ -23,21 +25,28 @@ def _best(rows: list[Row], primary: str) -> Row:
     return max(rows, key=lambda r: (r.score(primary), [-x for x in _cost_key(r)]))
 
 
+def _against_best(
+    result: SweepResult, finished: list[Row]
+) -> Iterator[tuple[Row, Row, list[CaseScore], list[CaseScore]]]:
+    """(best, other, best's scores, other's scores) for every other finished candidate, on their common cases."""
+    best = _best(finished, result.primary)
+    by_id = {r.id: r for r in result.results}
+    for row in finished:
+        if row.id != best.id:
+            a, b = by_id[best.id].scores[result.primary], by_id[row.id].scores[result.primary]
+            n = min(len(a), len(b))
+            yield best, row, a[:n], b[:n]
+
+
 def equivalent_to_best(result: SweepResult, rows: list[Row], margin: float) -> dict[str, dict[str, Any]]:
     """Each finished candidate's equivalence test against the best on their common cases (TOST, ±margin)."""
     finished = _finished(rows, result.primary)
     if not finished:
         return {}
-    best = _best(finished, result.primary)
-    by_id = {r.id: r for r in result.results}
     scorer = result.scorer(result.primary)
     out: dict[str, dict[str, Any]] = {}
-    for row in finished:
-        if row.id == best.id:
-            continue
-        a, b = by_id[best.id].scores[result.primary], by_id[row.id].scores[result.primary]
-        n = min(len(a), len(b))
-        test = equivalence(a[:n], b[:n], scorer.aggregate, margin=margin)
+    for best, row, a, b in _against_best(result, finished):
+        test = equivalence(a, b, scorer.aggregate, margin=margin)
         out[row.id] = {
             "best": best.id,
             "diff": test.diff,
@@ -120,16 +129,11 @@ def undecided(result: SweepResult, rows: list[Row], margin: float) -> dict[str, 
     finished = _finished(rows, result.primary)
     if result.stop_reason is not None or len(finished) < 2:
         return None
-    best = _best(finished, result.primary)
-    by_id = {r.id: r for r in result.results}
     scorer = result.scorer(result.primary)
     worst: dict[str, Any] | None = None
-    for row in finished:
-        if row.id == best.id:
-            continue
-        a, b = by_id[best.id].scores[result.primary], by_id[row.id].scores[result.primary]
-        n = min(len(a), len(b))
-        needed = cases_needed(a[:n], b[:n], scorer.aggregate, margin=margin)
+    for best, row, a, b in _against_best(result, finished):
+        n = len(a)
+        needed = cases_needed(a, b, scorer.aggregate, margin=margin)
         if needed > n and (worst is None or needed > worst["_needed"]):
             worst = {"best": best.id, "rival": row.id, "cases": n, "_needed": needed}
     if worst is None:

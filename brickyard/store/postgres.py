@@ -122,23 +122,11 @@ class PostgresStore:
         """Wait until every row queued so far is in the database; raise if that takes longer than `timeout_s`."""
         if not self.buffered:
             return
-        deadline = time.monotonic() + timeout_s
         with self._queue:
-            target = self._queued
-            self._flushing += 1
-            self._queue.notify_all()  # a batch still gathering is written now
-            try:
-                while self._written < target:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or self._writer is None or not self._writer.is_alive():
-                        break
-                    self._queue.wait(min(remaining, 0.5))
-            finally:
-                self._flushing -= 1
-            if self._written < target:
+            if waiting := _write_behind.wait_written(self, timeout_s):
                 raise RuntimeError(
                     f"the store {_pg.redact(self.url)} could not be written within {timeout_s:g} s "
-                    f"({self._failure or 'no answer'}); {target - self._written} rows are waiting. "
+                    f"({self._failure or 'no answer'}); {waiting} rows are waiting. "
                     "Fix: check that the PostgreSQL server is up and reachable"
                 )
 

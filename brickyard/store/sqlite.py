@@ -173,20 +173,8 @@ class SQLiteStore:
         """Wait until every row queued so far is in the file; raise if that takes longer than `timeout_s`."""
         if not self.buffered:
             return
-        deadline = time.monotonic() + timeout_s
         with self._queue:
-            target = self._queued
-            self._flushing += 1
-            self._queue.notify_all()  # a batch still gathering is written now
-            try:
-                while self._written < target:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or self._writer is None or not self._writer.is_alive():
-                        break
-                    self._queue.wait(min(remaining, 0.5))
-            finally:
-                self._flushing -= 1
-            if self._written < target:
+            if _write_behind.wait_written(self, timeout_s):
                 waiting = len(self._pending) + len(self._writing)
                 raise RuntimeError(
                     f"the ledger {self.path} could not be written within {timeout_s:g} s "
