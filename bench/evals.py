@@ -147,7 +147,7 @@ async def _cascade() -> list[dict[str, Any]]:
 
 
 def run(
-    rt_test: int = 120, rt_dev: int = 60, conll_test: int = 40, conll_dev: int = 20, *, cascade: bool = True
+    rt_test: int = 480, rt_dev: int = 60, conll_test: int = 160, conll_dev: int = 20, *, cascade: bool = True
 ) -> dict[str, Any]:
     """`cascade=False` keeps the cascade figures of the last run (they do not depend on the sweep)."""
     previous = RESULTS / "evals.json"

@@ -58,18 +58,23 @@ def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
     return {"precision": round(precision, 3), "recall": round(recall, 3), "f1": round(f1, 3)}
 
 
-async def _one_by_one(endpoint: str, texts: list[str], target: Any, instructions: str | None) -> dict[str, Any]:
-    """Each text alone (its latency is the row's), in a fresh workspace: values, errors and latencies."""
+async def _one_by_one(
+    endpoint: str, texts: list[str], target: Any, instructions: str | None, examples: list[tuple[str, Any]] | None
+) -> dict[str, Any]:
+    """Each text alone (its latency is the row's), in a fresh workspace: values, errors and latencies. With
+    `examples`, each text is shown the two most similar (`ai_extract(..., options => {'examples': ...})`)."""
     ws = fresh_workspace()
     model = ws.model(endpoint)
+    embedder = ws.model(ws.settings.defaults.embedding) if examples else None
     values: list[Any] = []
     errors: list[str | None] = []
     latencies: list[float] = []
     try:
-        await extract(["warm up"], target, model, instructions=instructions, progress=False)
+        options: dict[str, Any] = {"instructions": instructions, "examples": examples, "embedder": embedder}
+        await extract(["warm up"], target, model, progress=False, **options)
         for text in texts:
             started = time.perf_counter()
-            outcome = await extract([text], target, model, instructions=instructions, progress=False)
+            outcome = await extract([text], target, model, progress=False, **options)
             latencies.append(time.perf_counter() - started)
             values.append(outcome.values[0])
             errors.append(outcome.errors[0])
@@ -120,13 +125,27 @@ def _repeats(values: list[Any]) -> int:
 
 
 def run(sentences: int = 120, emails: int = 20, endpoints: tuple[str, ...] = ("smollm2", "gemma3")) -> dict[str, Any]:
-    data = conll_sentences(install=True)[:sentences]
+    """Each endpoint zero-shot and with labelled examples: for CoNLL the sentences after the first `sentences`
+    of the sample (disjoint), for the e-mails 20 others written with another seed."""
+    everything = conll_sentences(install=True)
+    data = everything[:sentences]
+    conll_examples = [(s.text, s.entities) for s in everything[sentences:]]
     mails = payment_emails(emails)
-    figures: dict[str, Any] = {"sentences": len(data), "fields": FIELDS, "models": {}, "emails": {}}
-    for endpoint in endpoints:
+    others = payment_emails(20, seed=8)
+    mail_examples = [(m["text"], {"amount_paid": m["amount_paid"], "payee": m["payee"]}) for m in others]
+    figures: dict[str, Any] = {
+        "sentences": len(data),
+        "fields": FIELDS,
+        "models": {},
+        "emails": {},
+        "examples": {"conll": len(conll_examples), "emails": len(mail_examples), "shown": 2},
+    }
+    variants = [(e, None, None) for e in endpoints] + [(e, conll_examples, mail_examples) for e in endpoints]
+    for endpoint, conll_pool, mail_pool in variants:
+        name = endpoint if conll_pool is None else f"{endpoint} + examples"
         texts = [s.text for s in data]
-        found = asyncio.run(_one_by_one(endpoint, texts, SCHEMA, INSTRUCTIONS))
-        figures["models"][endpoint] = {
+        found = asyncio.run(_one_by_one(endpoint, texts, SCHEMA, INSTRUCTIONS, conll_pool))
+        figures["models"][name] = {
             "rows_per_s": len(data) / sum(found["latencies"]),
             "errors": sum(e is not None for e in found["errors"]),
             "values_not_in_text": _not_in_text(found["values"], texts),
@@ -134,16 +153,16 @@ def run(sentences: int = 120, emails: int = 20, endpoints: tuple[str, ...] = ("s
             **_latency(found["latencies"]),
             **score(found["values"], [s.entities for s in data]),
         }
-        print(endpoint, "conll", {k: v for k, v in figures["models"][endpoint].items() if k != "fields"}, flush=True)
+        print(name, "conll", {k: v for k, v in figures["models"][name].items() if k != "fields"}, flush=True)
         bodies = [m["text"] for m in mails]
-        got = asyncio.run(_one_by_one(endpoint, bodies, ["amount_paid", "payee"], None))
+        got = asyncio.run(_one_by_one(endpoint, bodies, ["amount_paid", "payee"], None, mail_pool))
         right = {
             field: sum(
                 _loose((v or {}).get(field)) == _loose(m[field]) for v, m in zip(got["values"], mails, strict=True)
             )
             for field in ("amount_paid", "payee")
         }
-        figures["emails"][endpoint] = {
+        figures["emails"][name] = {
             "emails": len(mails),
             "mean_chars": round(sum(map(len, bodies)) / len(bodies)),
             "errors": sum(e is not None for e in got["errors"]),
@@ -153,7 +172,7 @@ def run(sentences: int = 120, emails: int = 20, endpoints: tuple[str, ...] = ("s
             **_latency(got["latencies"]),
             "sample": got["values"][:3],
         }
-        print(endpoint, "emails", figures["emails"][endpoint], flush=True)
+        print(name, "emails", figures["emails"][name], flush=True)
         save("extraction", figures)
     return figures
 

@@ -17,6 +17,7 @@ from brickyard._errors import BrickyardError, UnknownEndpointError, UserError
 from brickyard.agents.spec import AgentKind, AgentSpec, Strategy
 from brickyard.agents.trace import Trace, TracingModel
 from brickyard.functions import classify, extract
+from brickyard.functions._demos import nearest
 from brickyard.functions._rows import DATA_RULE, Demo, delimited, is_null
 from brickyard.models._types import ChatRequest, ChatResult, Usage, estimate_tokens
 from brickyard.models.base import Model
@@ -76,10 +77,9 @@ class Agents:
             key = hashlib.sha256(json.dumps([e.input for e in spec.examples]).encode()).hexdigest()
             if key not in self._example_vectors:
                 vectors = (await embedder.embed([e.input for e in spec.examples])).vectors
-                self._example_vectors[key] = _unit(np.asarray(vectors, dtype=np.float32))
-            query = _unit(np.asarray((await embedder.embed([text])).vectors, dtype=np.float32))[0]
-            order = np.argsort(-(self._example_vectors[key] @ query))[:k]
-            chosen = [spec.examples[int(i)] for i in order][::-1]  # most similar last, nearest the input
+                self._example_vectors[key] = np.asarray(vectors, dtype=np.float32)
+            query = (await embedder.embed([text])).vectors
+            chosen = [spec.examples[i] for i in nearest(self._example_vectors[key], query, k)[0]]
         else:
             chosen = list(spec.examples)
         return [Demo(e.input, e.output if isinstance(e.output, str) else json.dumps(e.output)) for e in chosen]
@@ -178,11 +178,6 @@ def _single(values: list[Any], errors: list[str | None]) -> Any:
     if errors[0] is not None:
         raise UserError(errors[0])
     return values[0]
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms == 0, 1.0, norms)
 
 
 async def transform(spec: AgentSpec, text: str, model: Model, *, demos: Sequence[Demo] | None = None) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from brickyard._errors import InvalidRequestError, MalformedResponseError
+from brickyard.functions._demos import nearest
 from brickyard.functions._grounding import MAX_STRING, bounded_schema, ground, output_budget
 from brickyard.functions._rows import DATA_RULE, Demo, Outcome, data_requests, is_null, run_rows
 from brickyard.models._types import ChatResult
@@ -82,6 +83,9 @@ async def extract(
     tag: str | None = None,
     progress: bool | None = None,
     demos: Sequence[Sequence[Demo]] | None = None,
+    examples: Sequence[tuple[str, Any]] | None = None,
+    embedder: Model | None = None,
+    shots: int = 2,
 ) -> Outcome[dict[str, Any]]:
     """A dict per text: one key per label (None when absent), or an object of the given JSON schema.
 
@@ -89,9 +93,14 @@ async def extract(
     parsed and validated, arrays lose duplicates; what is dropped is said in the outcome's `notes`. Each row's
     schema is bounded by its text (no string longer than the text, no array longer than its words), so a
     small model cannot repeat itself until `max_tokens`. `demos` (one list per text) are few-shot
-    demonstrations whose output is the JSON answer.
+    demonstrations whose output is the JSON answer. `examples`, (text, answer object) pairs, give each
+    text the `shots` examples most similar to it (by `embedder`; the first ones without) as demonstrations.
     """
     schema, names = _schema_of(labels)
+    if examples is not None:
+        if demos is not None:
+            raise InvalidRequestError("ai_extract: give `examples` or `demos`, not both")
+        demos = await _nearest_demos(texts, _example_demos(examples, schema), embedder, shots)
     fields = ", ".join(schema["properties"])
     system = (
         f"Extract these fields from the text: {fields}. Use null for a field the text does not contain; "
@@ -133,3 +142,50 @@ async def extract(
             notes[i] = "dropped " + "; ".join(f"{field}: {why}" for field, why in dropped.items())
     outcome.notes = notes
     return outcome
+
+
+def _example_demos(examples: Sequence[tuple[str, Any]], schema: dict[str, Any]) -> list[Demo]:
+    """Labelled examples as demonstrations: each answer a JSON object of the schema's fields (absent: null)."""
+    fields = list(schema["properties"])
+    demos = []
+    for text, answer in examples:
+        if is_null(text) or not str(text).strip():
+            continue
+        try:
+            value = json.loads(answer) if isinstance(answer, str) else answer
+        except json.JSONDecodeError:
+            value = None
+        if not isinstance(value, Mapping):
+            raise InvalidRequestError(
+                f"ai_extract: an example's answer must be a JSON object of the fields {fields}; "
+                f"got {str(answer)[:80]!r}. "
+                'Fix: e.g. \'{"person": "Ada", "city": null}\''
+            )
+        unknown = sorted(set(value) - set(fields))
+        if unknown:
+            raise InvalidRequestError(
+                f"ai_extract: an example answers fields {unknown} that are not asked for ({fields}). "
+                "Fix: rename them, or drop them from the examples"
+            )
+        demos.append(Demo(str(text), json.dumps({name: value.get(name) for name in fields}, ensure_ascii=False)))
+    if not demos:
+        raise InvalidRequestError("ai_extract: the examples have no text. Fix: fill the `content` column")
+    return demos
+
+
+async def _nearest_demos(
+    texts: Sequence[str | None], pool: list[Demo], embedder: Model | None, shots: int
+) -> list[list[Demo]]:
+    """For each text, the `shots` demonstrations most similar to it (the first `shots` without an embedder)."""
+    if shots < 1:
+        raise InvalidRequestError("ai_extract: the number of examples shown must be at least 1")
+    live = [i for i, text in enumerate(texts) if not is_null(text) and str(text).strip()]
+    if embedder is None or len(pool) <= shots or not live:
+        return [pool[:shots] for _ in texts]
+    # the pool apart from the rows: the same call every time, so the response cache answers it after the first
+    pool_vectors = (await embedder.embed([d.input for d in pool])).vectors
+    chosen = nearest(pool_vectors, (await embedder.embed([str(texts[i]) for i in live])).vectors, shots)
+    out: list[list[Demo]] = [[] for _ in texts]
+    for i, order in zip(live, chosen, strict=True):
+        out[i] = [pool[j] for j in order]
+    return out

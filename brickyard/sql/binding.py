@@ -325,8 +325,9 @@ class FunctionBinding:
         keys = list(zip(labels, options, _each(endpoints, len(contents)), strict=True))
         return self._finish(self._grouped("ai_classify", keys, run, contents))
 
-    def _examples(self, relation: Any) -> list[tuple[str, str]]:
-        """The labelled rows of `examples`: a table or view with a `label` column and a `content` or `text` column."""
+    def _examples(self, relation: Any, *, calls: bool = False) -> list[tuple[str, str]]:
+        """The labelled rows of `examples`: a table or view with a `label` column and a `content` or `text` column.
+        `calls`: the function still calls the model per row with them (a dry run estimates those calls)."""
         if not isinstance(relation, str) or not _RELATION.fullmatch(relation.strip()):
             raise InvalidRequestError(
                 f"examples must name a table or view, e.g. 'main.labelled_reviews'; got {relation!r}"
@@ -339,7 +340,7 @@ class FunctionBinding:
         rows = self.read_examples(relation.strip())
         if not rows:
             raise InvalidRequestError(f"examples table {relation} has no labelled rows. Fix: fill it first")
-        if self.dry_run:  # no model call to record: the classifier answers from embeddings
+        if self.dry_run and not calls:  # no model call to record: the classifier answers from embeddings
             raise _DryRun
         return rows
 
@@ -347,18 +348,30 @@ class FunctionBinding:
         self,
         contents: Sequence[str | None],
         labels: Sequence[str | None],
+        options: Sequence[str | None] | None = None,
         endpoints: Sequence[str | None] | None = None,
     ) -> list[str | None]:
         def run(key: Any, idx: list[int]) -> Outcome[Any]:
-            label_json, endpoint = key
+            label_json, opts, endpoint = key
+            parsed = _options(opts, set(BY_NAME["ai_extract"].options))
+            examples = self._examples(parsed["examples"], calls=True) if "examples" in parsed else None
             model = self.model("ai_extract", endpoint)
             outcome = self._run(
-                extract([contents[i] for i in idx], _labels(label_json), model, tag="sql", progress=self.progress)
+                extract(
+                    [contents[i] for i in idx],
+                    _labels(label_json),
+                    model,
+                    instructions=parsed.get("instructions"),
+                    tag="sql",
+                    progress=self.progress,
+                    examples=examples,
+                    embedder=self.model("ai_embed") if examples else None,
+                )
             )
             outcome.values = [None if v is None else json.dumps(v, ensure_ascii=False) for v in outcome.values]
             return outcome
 
-        keys = list(zip(labels, _each(endpoints, len(contents)), strict=True))
+        keys = list(zip(labels, _each(options, len(contents)), _each(endpoints, len(contents)), strict=True))
         return self._finish(self._grouped("ai_extract", keys, run, contents))
 
     def _text_function(

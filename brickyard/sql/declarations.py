@@ -109,18 +109,22 @@ FUNCTIONS: tuple[AIFunction, ...] = (
     ),
     AIFunction(
         "ai_extract",
-        (Param("content"), Param("labels", JSON), ENDPOINT),
+        (Param("content"), Param("labels", JSON), Param("options", JSON, default="NULL"), ENDPOINT),
         "VARCHAR",
         "ai_extract",
-        "a STRUCT of the labels' values copied from the text (VARCHAR, or typed with labels such as `'total DOUBLE'`)",
+        "a STRUCT of the labels' values copied from the text (VARCHAR, or typed with labels such as `'total DOUBLE'`); "
+        "options `instructions`, `examples` (a table of `content` and `label`, the answer as a JSON object: the two "
+        "most similar shown to each row; DuckDB only)",
+        options=("instructions", "examples"),
         wrap="json_transform({call}, to_json(map_from_entries(list_transform(labels, x -> __ai_label_field(x)))))",
     ),
     AIFunction(
         "ai_extract_json",
-        (Param("content"), Param("schema", JSON), ENDPOINT),
+        (Param("content"), Param("schema", JSON), Param("options", JSON, default="NULL"), ENDPOINT),
         "VARCHAR",
         "ai_extract",
-        "JSON of a JSON schema's shape (nested output)",
+        "JSON of a JSON schema's shape (nested output); the options of `ai_extract`",
+        options=("instructions", "examples"),
         wrap="{call}::JSON",
         databricks=False,
     ),

@@ -8,6 +8,7 @@ and named arguments: Databricks' `name => value` works as written (DuckDB also a
 from __future__ import annotations
 
 import contextlib
+import json
 import inspect
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,7 +163,9 @@ def _examples_reader(con: Any) -> Any:
                 "Fix: SELECT review AS content, verdict AS label ... into a view"
             )
         query = f'SELECT "{text}", "{lower["label"]}" FROM {relation} WHERE "{lower["label"]}" IS NOT NULL'
-        return [(str(t), str(lab)) for t, lab in cursor.execute(query).fetchall() if t is not None]
+        rows = cursor.execute(query).fetchall()
+        # a STRUCT or MAP label (ai_extract's answer object) comes back as a dict: kept as JSON, not as its repr
+        return [(str(t), lab if isinstance(lab, str) else json.dumps(lab, default=str)) for t, lab in rows if t is not None]
 
     return read
 
