@@ -5,9 +5,9 @@ sentences through the batch engine; field-level precision, recall and F1 are mic
 sentences after normalisation (case-folded, punctuation trimmed). Each sentence runs alone, so its
 latency is the row's; values not found in the sentence and repetition loops are counted.
 
-Then two fields (`amount_paid`, `payee`) from 600-character payment e-mails (`bench/emails.py`: written for
-this benchmark from templates, since no real e-mail set ships in a package): latency, repetitions, exact
-matches.
+Then two fields (`amount_paid`, `payee`) from 600-character payment e-mails
+(`brickyard/datasets/payment_emails.py`: written from templates, since no real e-mail set ships in a
+package): latency, repetitions, exact matches.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import time
 from typing import Any
 
 from bench.common import fresh_workspace, save
-from bench.emails import payment_emails
 from brickyard.datasets.conll import KINDS, conll_sentences
+from brickyard.datasets.payment_emails import payment_emails
 from brickyard.functions import extract
 from brickyard.functions._grounding import occurs
 

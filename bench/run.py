@@ -176,8 +176,8 @@ def render() -> str:
             lines += [
                 "",
                 f"Two fields (`amount_paid`, `payee`) from {first['emails']} payment e-mails of about "
-                f"{first['mean_chars']} characters (`bench/emails.py`, written from templates: each also names an "
-                "invoice total, a discount, a fee, a sender and a reference):",
+                f"{first['mean_chars']} characters (`brickyard/datasets/payment_emails.py`, written from templates: "
+                "each also names an invoice total, a discount, a fee, a sender and a reference):",
                 "",
                 "| model | p50 s | p95 s | errors | values not in the text | repetitions | amount exact | "
                 "payee exact |",

@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from brickyard.datasets.payment_emails import payment_emails
 from brickyard.datasets.rotten_tomatoes import LABELS, LabelledText, rotten_tomatoes
 from brickyard.functions.classify import classify
 from brickyard.models import catalog
@@ -171,6 +172,12 @@ DEMO_QUERIES = [
         "FROM reviews ORDER BY id",
     ),
     (
+        "extraction from e-mails, alone and shown the two most similar labelled e-mails",
+        "SELECT gold_amount, gold_payee, ai_extract(mail, ARRAY['amount_paid', 'payee']) AS alone, "
+        "ai_extract(mail, ARRAY['amount_paid', 'payee'], options => {'examples': 'labelled_payments'}) "
+        "AS with_examples FROM payments",
+    ),
+    (
         "structured ai_query with failOnError => false",
         "SELECT id, ai_query('smollm2', 'Name the genre of the film in this review: ' || txt, "
         "responseFormat => 'STRUCT<genre: STRING>', failOnError => false) AS answer FROM reviews ORDER BY id LIMIT 3",
@@ -185,7 +192,22 @@ def _sql_tour(workspace: Workspace, rows: list[LabelledText], console: Console) 
     with connect(workspace) as con:
         con.execute("CREATE OR REPLACE TABLE reviews (id INTEGER, txt VARCHAR, label VARCHAR)")
         con.executemany("INSERT INTO reviews VALUES (?, ?, ?)", [(i, r.text, r.label) for i, r in enumerate(rows)])
-        console.print(f"[bold]AI functions in SQL[/] on the warehouse table `reviews` ({len(rows)} rows):")
+        mails = payment_emails(3)
+        con.execute("CREATE OR REPLACE TABLE payments (mail VARCHAR, gold_amount VARCHAR, gold_payee VARCHAR)")
+        con.executemany(
+            "INSERT INTO payments VALUES (?, ?, ?)", [(m["text"], m["amount_paid"], m["payee"]) for m in mails]
+        )
+        con.execute("CREATE OR REPLACE TABLE labelled_payments (content VARCHAR, label JSON)")
+        labelled = [
+            (m["text"], json.dumps({"amount_paid": m["amount_paid"], "payee": m["payee"]}))
+            for m in payment_emails(6, seed=8)
+        ]
+        con.executemany("INSERT INTO labelled_payments VALUES (?, ?)", labelled)
+        console.print(
+            f"[bold]AI functions in SQL[/] on the warehouse tables `reviews` ({len(rows)} rows) and `payments` "
+            f"({len(mails)} payment e-mails of about 600 characters, each naming several amounts and companies; "
+            f"`labelled_payments` holds {len(labelled)} others with their answers):"
+        )
         for title, sql in DEMO_QUERIES:
             result = con.sql(sql)
             table = Table(*result.columns, title=f"{title}\n{sql}", title_justify="left")

@@ -74,6 +74,16 @@ def consistent(rec: dict) -> list[int]:
 # -- the rule ----------------------------------------------------------------------------------------
 
 
+def test_the_geometric_schedule_follows_the_test_set_not_the_candidate_count() -> None:
+    plan = HalvingPlan(min_cases=30)
+    assert plan.rungs(480, 5) == [30, 60, 120, 240, 480]  # classic halving would stop at 3 rungs for 5
+    assert plan.rungs(480, 2) == [30, 60, 120, 240, 480]  # ... and at 1 for 2 candidates
+    assert HalvingPlan(min_cases=20).rungs(160, 4) == [20, 40, 80, 160]
+    assert plan.rungs(210, 3) == SCHEDULE  # the first rung is under twice min_cases
+    assert plan.rungs(59, 5) == [59] and plan.rungs(30, 5) == [30]  # too few for two rungs of min_cases
+    assert plan.rungs(480, 1) == [480] and HalvingPlan(enabled=False).rungs(480, 5) == [480]
+
+
 def test_grow_takes_the_size_with_the_largest_expected_saving_within_its_bounds() -> None:
     plan = HalvingPlan(min_cases=30)
     # decided for certain from 150 cases on: 150 spares 60 cases, the most any size can

@@ -3,8 +3,9 @@
 Successive halving: every surviving candidate is scored on a growing prefix of the test cases; after each
 rung but the last, a candidate whose primary score is significantly below the leader's on the same cases
 (paired bootstrap, p < alpha) is dropped. Clearly worse candidates stop early, so the sweep costs a
-fraction of scoring every candidate on every case. The first rung is the geometric schedule's (n, n·eta,
-..., all); each next one is sized from the differences and spread observed so far (`HalvingPlan.grow`).
+fraction of scoring every candidate on every case. The rungs are the geometric schedule's (n, n·eta, ...,
+all; n at least `min_cases`); with `adaptive`, each after the first is sized from the differences and spread
+observed so far (`HalvingPlan.grow`).
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ and named arguments: Databricks' `name => value` works as written (DuckDB also a
 from __future__ import annotations
 
 import contextlib
-import json
 import inspect
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -165,7 +165,7 @@ def _examples_reader(con: Any) -> Any:
         query = f'SELECT "{text}", "{lower["label"]}" FROM {relation} WHERE "{lower["label"]}" IS NOT NULL'
         rows = cursor.execute(query).fetchall()
         # a STRUCT or MAP label (ai_extract's answer object) comes back as a dict: kept as JSON, not as its repr
-        return [(str(t), lab if isinstance(lab, str) else json.dumps(lab, default=str)) for t, lab in rows if t is not None]
+        return [(str(t), lab if isinstance(lab, str) else json.dumps(lab, default=str)) for t, lab in rows if t]
 
     return read
 

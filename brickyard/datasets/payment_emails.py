@@ -1,7 +1,9 @@
-"""Payment e-mails of about 600 characters with known `amount_paid` and `payee`, for the extraction benchmark.
+"""Payment e-mails of about 600 characters with known `amount_paid` and `payee`, for the extraction benchmark
+and the demo.
 
-Written from templates for this benchmark (no real e-mail set ships in a PyPI package); each mentions other
-amounts and names (an invoice total, a fee, a sender, a contact) so that copying the right value matters.
+Written from templates (no real e-mail set ships in a PyPI package), so unlike the other sets here they are
+synthetic; each mentions other amounts and names (an invoice total, a fee, a sender, a contact) so that
+copying the right value matters.
 """
 
 from __future__ import annotations
