@@ -108,6 +108,38 @@ def test_examples_refuse_bad_tables_and_labels_with_a_fix(tmp_path: Path) -> Non
             con.execute("SELECT ai_classify(txt, ARRAY['a', 'b'], options => {'confidance': true}) FROM r").fetchall()
 
 
+def test_filter_examples_train_a_classifier_for_the_predicate(tmp_path: Path) -> None:
+    """`ai_filter(p, txt, options => {'examples': 'table'})`: rows labelled true/false for the predicate train a
+    classifier on the real embedder; held out, it keeps the liked reviews better than the majority answer."""
+    from brickyard.datasets.rotten_tomatoes import rotten_tomatoes
+
+    rows = rotten_tomatoes(260, seed=5)
+    train, test = rows[:200], rows[200:]
+    ws = Workspace.init(tmp_path / "ws")
+    with connect(ws, database=str(tmp_path / "w.duckdb")) as con:
+        con.execute("CREATE TABLE liked (content VARCHAR, label BOOLEAN)")
+        con.executemany("INSERT INTO liked VALUES (?, ?)", [(r.text, r.label == "fresh") for r in train])
+        con.execute("CREATE TABLE r (id INTEGER, txt VARCHAR, gold VARCHAR)")
+        con.executemany("INSERT INTO r VALUES (?, ?, ?)", [(i, r.text, r.label) for i, r in enumerate(test)])
+        kept = con.execute(
+            "SELECT gold FROM r WHERE ai_filter('the reviewer liked the film', txt, options => {'examples': 'liked'})"
+        ).fetchall()
+        golds = [g for (g,) in con.execute("SELECT gold FROM r").fetchall()]
+        con.execute("CREATE TABLE bad AS SELECT 'great' AS content, 'maybe' AS label UNION ALL SELECT 'bad', 'no'")
+        with pytest.raises(duckdb.Error, match="must be true or false"):
+            con.execute("SELECT count(*) FROM r WHERE ai_filter('liked', txt, options => {'examples': 'bad'})").fetchall()
+        with pytest.raises(duckdb.Error, match="two mechanisms"):
+            con.execute(
+                "SELECT count(*) FROM r WHERE ai_filter('liked', txt, options => {'examples': 'liked', "
+                "'target_recall': 0.9})"
+            ).fetchall()
+    fresh = golds.count("fresh")
+    true_positive = sum(g == "fresh" for (g,) in kept)
+    assert 0 < len(kept) < len(golds)  # it filters, and not everything
+    accuracy = (true_positive + (len(golds) - fresh - (len(kept) - true_positive))) / len(golds)
+    assert accuracy > max(fresh, len(golds) - fresh) / len(golds) + 0.05, accuracy
+
+
 async def test_filter_on_small_local_models_contrasts_the_predicate_with_its_negation() -> None:
     local = FakeModel(["true"])
     local.supports_grammar = True

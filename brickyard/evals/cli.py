@@ -186,7 +186,7 @@ def eval_run(
     halving: Annotated[
         bool, typer.Option(help="successive halving and racing (drop clearly worse candidates, stop when known)")
     ] = True,
-    min_cases: Annotated[int, typer.Option(help="the least size of the first halving rung (it is under twice this)")] = 30,
+    min_cases: Annotated[int, typer.Option(help="least size of the first halving rung (under twice this)")] = 30,
     adaptive_rungs: Annotated[
         bool, typer.Option(help="size each rung after the first from the differences seen (default: geometric)")
     ] = False,

@@ -33,8 +33,12 @@ async def filter_(
     scoring: bool = False,
     calibrate: bool = True,
     embedder: Model | None = None,
+    examples: Sequence[tuple[str, object]] | None = None,
 ) -> Classification:
     """`ai_filter(predicate, content)`: True when the content satisfies the predicate.
+
+    With `examples`, (text, true/false) pairs for this predicate, a logistic regression on the `embedder`'s
+    vectors answers (`classify`'s trained mechanism), with no model call.
 
     A two-label classification (yes/no) on the same path as `classify`: scored and calibrated where the
     model allows it, each row with the confidence of its answer. With an `embedder`, on the small local
@@ -45,6 +49,16 @@ async def filter_(
     """
     if is_null(predicate) or not str(predicate).strip():
         raise InvalidRequestError("ai_filter: the predicate is empty. Fix: pass a condition such as 'is a complaint'")
+    if examples is not None:
+        if embedder is None:
+            raise InvalidRequestError("ai_filter: examples need an embedding endpoint. Fix: configure `ai_embed`")
+        pairs = [(text, "true" if _truth(label) else "false") for text, label in examples]
+        outcome = await classify(
+            texts, ["true", "false"], model, tag=tag, progress=progress, embedder=embedder, examples=pairs
+        )
+        outcome.errors = [e.replace("ai_classify", "ai_filter") if e else e for e in outcome.errors]
+        outcome.values = [None if v is None else v == "true" for v in outcome.values]
+        return outcome
     if embedder is not None and embedding_applies(model, None, None, False, scoring):
         claim = str(predicate).strip()
         contrast = f"{NEGATION}{claim}"
@@ -69,6 +83,18 @@ async def filter_(
     outcome.errors = [e.replace("ai_classify", "ai_filter") if e else e for e in outcome.errors]
     outcome.values = [None if v is None else v == yes for v in outcome.values]
     return outcome
+
+
+def _truth(label: object) -> bool:
+    """An example's label as a boolean: true/false, yes/no, 1/0 (any case)."""
+    text = str(label).strip().lower()
+    if text in ("true", "yes", "1", "t", "y"):
+        return True
+    if text in ("false", "no", "0", "f", "n"):
+        return False
+    raise InvalidRequestError(
+        f"ai_filter: an example's label must be true or false; got {label!r}. Fix: label each row true or false"
+    )
 
 
 MATCH_INSTRUCTIONS = (

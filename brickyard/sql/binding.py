@@ -335,7 +335,8 @@ class FunctionBinding:
         if self.read_examples is None:
             raise InvalidRequestError(
                 "examples are read from the embedded warehouse; this engine cannot read a table inside a function. "
-                "Fix: run the query with `brickyard sql`, or train a classifier endpoint (`brickyard eval classifier`)"
+                "Fix: run the query with `brickyard sql`"
+                + ("" if calls else ", or train a classifier endpoint (`brickyard eval classifier`)")
             )
         rows = self.read_examples(relation.strip())
         if not rows:
@@ -476,6 +477,13 @@ class FunctionBinding:
             parsed = _options(opts, set(BY_NAME["ai_filter"].options))
             rows = [contents[i] for i in idx]
             model = self.model("ai_filter", endpoint)
+            if "examples" in parsed:
+                if "target_recall" in parsed:
+                    raise InvalidRequestError("`examples` and `target_recall` are two mechanisms. Fix: drop one")
+                examples = self._examples(parsed["examples"])
+                return self._run(
+                    filter_(predicate, rows, model, tag="sql", embedder=self.model("ai_embed"), examples=examples)
+                )
             if "target_recall" in parsed and not self.dry_run:  # an estimate stays the upper bound
                 outcome, report = self._loop.run(
                     filter_with_recall(

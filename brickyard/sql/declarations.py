@@ -172,9 +172,10 @@ FUNCTIONS: tuple[AIFunction, ...] = (
         "ai_filter",
         "BOOLEAN: the content satisfies the predicate; `ai_filter(prompt('{0} ... {1}', a, b))` judges a "
         "statement built from several columns; options `target_recall` (a proxy rejects rows, the model judges "
-        "the rest), `seed`",
+        "the rest), `seed`, `examples` (a table of `content` and a true/false `label` for this predicate: a "
+        "classifier trained on the default embedder's vectors answers; DuckDB only)",
         databricks=False,
-        options=("target_recall", "seed"),
+        options=("target_recall", "seed", "examples"),
         extra_macros=(
             "(statement) AS __by_ai_filter('the statement is true', __ai_text(statement), NULL::VARCHAR, "
             "NULL::VARCHAR)",
