@@ -127,7 +127,7 @@ def test_filter_examples_train_a_classifier_for_the_predicate(tmp_path: Path) ->
         golds = [g for (g,) in con.execute("SELECT gold FROM r").fetchall()]
         con.execute("CREATE TABLE bad AS SELECT 'great' AS content, 'maybe' AS label UNION ALL SELECT 'bad', 'no'")
         with pytest.raises(duckdb.Error, match="must be true or false"):
-            con.execute("SELECT count(*) FROM r WHERE ai_filter('liked', txt, options => {'examples': 'bad'})").fetchall()
+            con.sql("SELECT count(*) FROM r WHERE ai_filter('liked', txt, options => {'examples': 'bad'})").fetchall()
         with pytest.raises(duckdb.Error, match="two mechanisms"):
             con.execute(
                 "SELECT count(*) FROM r WHERE ai_filter('liked', txt, options => {'examples': 'liked', "
