@@ -9,15 +9,18 @@ On Rotten Tomatoes snippets (fresh/rotten), with no key:
     200 test rows, beside each of its parts on the same rows;
   - `ai_filter` on three predicates (one positive statement, two negative), 200 rows: the embedding
     contrast (the default on the small local models), SmolLM2's calibrated yes/no scores and its generated
-    answers, with the "keep every row" baseline.
+    answers, a classifier trained on 200 rows labelled true/false for the predicate (`examples`), with the
+    "keep every row" baseline.
 
 Each variant runs in a fresh workspace (empty caches). Speeds carry the machine load beside them.
-Run: `python -m bench.classify_mechanisms [TEST_ROWS]`.
+Run: `python -m bench.classify_mechanisms [TEST_ROWS]`; `--filter-examples` only adds the `examples` filter
+figures to the saved ones (the other variants take about 20 minutes and do not depend on it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -25,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import fresh_workspace, save
+from bench.common import RESULTS, fresh_workspace, save
 from brickyard.datasets.rotten_tomatoes import LABELS, rotten_tomatoes
 from brickyard.functions.classify import Classification, classify
 from brickyard.functions.filter_agg import filter_
@@ -68,7 +71,9 @@ async def _classify(texts: list[str], gold: list[str], **options: Any) -> tuple[
     }
 
 
-async def _filter(texts: list[str], truth: list[bool], predicate: str, mode: str) -> dict[str, Any]:
+async def _filter(
+    texts: list[str], truth: list[bool], predicate: str, mode: str, examples: list[tuple[str, bool]] | None = None
+) -> dict[str, Any]:
     ws = fresh_workspace()
     model, embedder = ws.model("smollm2"), ws.model("e5-small")
     try:
@@ -78,8 +83,9 @@ async def _filter(texts: list[str], truth: list[bool], predicate: str, mode: str
             texts,
             model,
             progress=False,
-            embedder=embedder if mode == "embedding" else None,
+            embedder=embedder if mode in ("embedding", "examples_200") else None,
             scoring=mode == "scored",
+            examples=examples,
         )
         seconds = time.perf_counter() - started
     finally:
@@ -135,12 +141,20 @@ async def bench(test_rows: int) -> dict[str, Any]:
         "smollm2_rows_per_s": scored_figures["rows_per_s"],
     }
     print("ensemble", out["ensemble_200"], flush=True)
+    out["filter"] = await _filters(texts[:few], gold[:few], pool, ("embedding", "scored", "generated", "examples_200"))
+    return out
+
+
+async def _filters(texts: list[str], gold: list[str], pool: list[Any], modes: tuple[str, ...]) -> dict[str, Any]:
+    """Each predicate by each mode on the same rows; `examples_200` trains on 200 pool rows (disjoint)."""
+    out: dict[str, Any] = {}
     for predicate, positive in PREDICATES:
-        truth = [g == positive for g in gold[:few]]
-        per: dict[str, Any] = {"keep_every_row": _filter_figures([True] * few, truth)}
-        for mode in ("embedding", "scored", "generated"):
-            per[mode] = await _filter(texts[:few], truth, predicate, mode)
-        out["filter"][predicate] = per
+        truth = [g == positive for g in gold]
+        per: dict[str, Any] = {"keep_every_row": _filter_figures([True] * len(texts), truth)}
+        for mode in modes:
+            examples = [(r.text, r.label == positive) for r in pool[:200]] if mode == "examples_200" else None
+            per[mode] = await _filter(texts, truth, predicate, mode, examples)
+        out[predicate] = per
         print("filter", predicate, per, flush=True)
     return out
 
@@ -151,5 +165,22 @@ def run(test_rows: int = 2000) -> dict[str, Any]:
     return figures
 
 
+def add_filter_examples() -> dict[str, Any]:
+    """Only the `examples` filter figures, merged into the saved ones (same rows, same pool)."""
+    figures = json.loads((RESULTS / "classify_mechanisms.json").read_text())
+    rows = rotten_tomatoes(figures["test_rows"] + 800, seed=0, install=True)
+    test, pool = rows[: figures["test_rows"]], rows[figures["test_rows"] :]
+    few = min(200, len(test))
+    new = asyncio.run(_filters([r.text for r in test[:few]], [r.label for r in test[:few]], pool, ("examples_200",)))
+    for predicate, per in new.items():
+        figures["filter"][predicate]["examples_200"] = per["examples_200"]
+    figures["filter_examples_measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    save("classify_mechanisms", figures)
+    return figures
+
+
 if __name__ == "__main__":
-    run(int(sys.argv[1]) if len(sys.argv) > 1 else 2000)
+    if "--filter-examples" in sys.argv:
+        add_filter_examples()
+    else:
+        run(int(sys.argv[1]) if len(sys.argv) > 1 else 2000)
