@@ -673,7 +673,9 @@ def _sweep_table(sweep: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _racing_lines(task: dict[str, Any], full: dict[str, Any], racing: dict[str, Any]) -> list[str]:
+def _racing_lines(task: dict[str, Any], full: dict[str, Any], racing: dict[str, Any], target: float) -> list[str]:
+    """What racing spent and chose against the full sweep, and whether issue 12's target (`target`: the most
+    of the full sweep's case runs, with a choice within the margin of the full best) is met."""
     saved = racing["halving"]
     lines = [
         f"- Racing: {saved['case_runs']} case runs instead of {saved['case_runs_full']} "
@@ -690,6 +692,13 @@ def _racing_lines(task: dict[str, Any], full: dict[str, Any], racing: dict[str, 
         )
     if racing.get("choice_reason"):
         lines.append(f"- In words: {racing['choice_reason']}")
+    if verdict:
+        share = saved["case_runs"] / saved["case_runs_full"]
+        met = share <= target + 1e-9 and verdict["within_margin_of_full_best"]
+        lines.append(
+            f"- Target (issue 12): at most {target:.0%} of the full sweep's case runs, with a choice within the margin "
+            f"of its best: **{'met' if met else 'not met'}** ({share:.0%})."
+        )
     return lines
 
 
@@ -713,7 +722,7 @@ def _evals_section(ev: dict[str, Any] | None) -> list[str]:
         "",
         *_sweep_table(halving),
         "",
-        *_racing_lines(rt, full, halving),
+        *_racing_lines(rt, full, halving, 0.50),
         "",
         f"### CoNLL-2003 entities (extract agent), {conll['test']} test cases",
         "",
@@ -722,7 +731,7 @@ def _evals_section(ev: dict[str, Any] | None) -> list[str]:
         "",
         *_sweep_table(conll["halving"]),
         "",
-        *(_racing_lines(conll, conll["full"], conll["halving"]) if "full" in conll else []),
+        *(_racing_lines(conll, conll["full"], conll["halving"], 0.35) if "full" in conll else []),
         "",
     ]
     for report in ev.get("cascade") or []:
