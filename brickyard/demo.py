@@ -126,15 +126,32 @@ def _bench_figures(results: Path, console: Console) -> None:
                 f"(keep all: F1 {liked['keep_every_row']['f1']:.3f})",
                 "F1 >= 0.75",
             )
+            if "examples_200" in liked:
+                table.add_row(
+                    "ai_filter + examples",
+                    "logistic regression, 200 rows",
+                    f"F1 {liked['examples_200']['f1']:.3f}, accuracy {liked['examples_200']['accuracy']:.3f}",
+                    "F1 >= 0.75",
+                )
     ext = load("extraction")
-    if ext and "values_not_in_text" in ext["models"].get("smollm2", {}):
-        row = ext["models"]["smollm2"]
-        table.add_row(
-            "ai_extract (CoNLL-2003, SmolLM2)",
-            "grounded JSON",
-            f"micro-F1 {row['micro']['f1']:.3f}, p95 {row['p95_s']:.1f} s, {row['values_not_in_text']} invented",
-            "F1 >= 0.50, p95 <= 3 s, none invented",
-        )
+    for name, label in (("smollm2", "grounded JSON"), ("smollm2 + examples", "grounded JSON, 2 similar examples")):
+        row = (ext or {}).get("models", {}).get(name)
+        if row and "values_not_in_text" in row:
+            table.add_row(
+                f"ai_extract (CoNLL-2003, {name.replace('smollm2', 'SmolLM2')})",
+                label,
+                f"micro-F1 {row['micro']['f1']:.3f}, p95 {row['p95_s']:.1f} s, {row['values_not_in_text']} invented",
+                "F1 >= 0.50, p95 <= 3 s, none invented",
+            )
+        mail = (ext or {}).get("emails", {}).get(name)
+        if mail:
+            table.add_row(
+                f"ai_extract (payment e-mails, {name.replace('smollm2', 'SmolLM2')})",
+                label,
+                f"amount {mail['exact']['amount_paid']}/{mail['emails']}, payee {mail['exact']['payee']}/"
+                f"{mail['emails']} exact, p95 {mail['p95_s']:.1f} s, {mail['repetitions']} repetitions",
+                "p95 <= 10 s, no repetition",
+            )
     know = load("knowledge_modes")
     if know:
         extractive = next((r for r in know["results"] if r["mode"] == "extractive"), None)
