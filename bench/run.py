@@ -733,6 +733,8 @@ def _evals_section(ev: dict[str, Any] | None) -> list[str]:
         "",
         *(_racing_lines(conll, conll["full"], conll["halving"], 0.35) if "full" in conll else []),
         "",
+        f"- Measured {ev['machine']['date']}, {cores} cores." + (f" {ev['note']}" if ev.get("note") else ""),
+        "",
     ]
     for report in ev.get("cascade") or []:
         test = report["test"]
