@@ -12,6 +12,7 @@ from conftest import DETERMINISTIC_CONFIG, write_config
 from typer.testing import CliRunner
 
 from brickyard import FakeModel, FunctionModel, UserError, Workspace
+from brickyard._errors import MissingKeyError
 from brickyard.agents.runner import Agents
 from brickyard.agents.spec import OptimizationState, Strategy, parse_spec
 from brickyard.cli import app
@@ -467,6 +468,55 @@ async def test_a_teacher_proposes_instructions_from_dev_failures_and_each_is_a_c
     ids = {row["id"] for row in rec["leaderboard"]}
     assert {"student/zero-shot", "student/zero-shot/proposed-1", "student/zero-shot/proposed-2"} <= ids
     assert rec["chosen"] == "student/zero-shot/proposed-1"  # chosen on the test split
+
+
+async def test_judge_agreement_is_measured_from_people_s_verdicts_or_said_to_be_unknown(ws: Workspace) -> None:
+    """A judge that passes everything: on a set without human verdicts its agreement is `unknown` (record,
+    report); on a set whose cases carry verdicts it is measured, and flagged (it passes what people failed)."""
+    ws.registry.register(
+        "judge", FunctionModel(lambda r: {"rationale": "ok", "verdict": "pass"}), EndpointConfig(model="function:j")
+    )
+    Agents(ws).create(parse_spec({"name": "ruled", "kind": "classify", "labels": LABELS, "guidelines": ["be brief"]}))
+    plan = HalvingPlan(enabled=False)
+    unknown = await evaluate(ws, "ruled", "reviews", candidates=["good/zero-shot"], judge="judge", plan=plan)
+    (name, agreement), *_ = unknown.record["judge_agreement"].items()
+    assert agreement == {"judge": name, "cases": 0, "unknown": True}
+    html = unknown.report_path.read_text(encoding="utf-8")
+    assert "agreement with people unknown" in html and f"brickyard eval label {unknown.record['run_id']}" in html
+
+    cases = [
+        Case(
+            id=str(i),
+            input=f"case {i}: some review text",
+            expected=gold(i),
+            metadata={"judged_output": gold(i + i % 2), "human_verdict": "pass" if i % 2 == 0 else "fail"},
+        )
+        for i in range(60)
+    ]
+    datasets = EvalDatasets(ws.path)
+    datasets.create("verdicts", cases, source="test", dev_fraction=0.5, seed=7)
+    datasets.close()
+    measured = await evaluate(ws, "ruled", "verdicts", candidates=["good/zero-shot"], judge="judge", plan=plan)
+    agreement = measured.record["judge_agreement"][name]
+    assert agreement["cases"] == 60 and abs(agreement["accuracy"] - 0.5) < 1e-9 and agreement["flagged"]
+    html = measured.report_path.read_text(encoding="utf-8")
+    assert "FLAGGED" in html and "kappa" in html and "unknown" not in html
+
+
+async def test_a_teacher_without_a_key_fails_before_the_dev_run_spends_anything(ws: Workspace) -> None:
+    ws = write_config(
+        ws,
+        DETERMINISTIC_CONFIG
+        + "\n[endpoints.remote_teacher]\nmodel = 'openai:gpt-5-mini'\napi_key_env = 'BRICKYARD_TEST_ABSENT_KEY'\n",
+    )
+    assert "BRICKYARD_TEST_ABSENT_KEY" not in ws.env
+    student: list[ChatRequest] = []
+    ws.registry.register(
+        "det", FunctionModel(lambda r: student.append(r) or {"label": "pos"}), EndpointConfig(model="function:det")
+    )
+    with pytest.raises(MissingKeyError, match="BRICKYARD_TEST_ABSENT_KEY"):
+        await evaluate(ws, "sentiment", "reviews", candidates=["det/zero-shot"], teacher="remote_teacher", apply=False)
+    assert student == []  # the agent's own endpoint never ran on the dev split
 
 
 async def test_racing_stops_once_the_cheapest_candidate_cannot_be_beaten_by_more_than_the_margin(

@@ -321,7 +321,7 @@ def print_estimate(numbers: dict[str, Any]) -> None:
 
 
 def print_evaluation(rec: dict[str, Any], report: Path) -> None:
-    from brickyard.evals.report import terminal_table
+    from brickyard.evals.report import UNKNOWN_AGREEMENT, terminal_table
 
     out.print(terminal_table(rec))
     comparison = rec["comparison"]
@@ -333,6 +333,9 @@ def print_evaluation(rec: dict[str, Any], report: Path) -> None:
             f"p={comparison['p_value']:.3f}"
         )
     for name, agreement in (rec.get("judge_agreement") or {}).items():
+        if agreement.get("unknown"):
+            out.print(f"judge {name}: {UNKNOWN_AGREEMENT.format(run_id=rec['run_id'])}")
+            continue
         flag = "  [bold red]FLAGGED: agreement below the threshold[/]" if agreement["flagged"] else ""
         out.print(
             f"judge {name} vs people on {agreement['cases']} cases: accuracy {agreement['accuracy']:.2f} "

@@ -146,11 +146,12 @@ async def train_classifiers(
 
 
 async def judge_agreement(scorers: Sequence[Scorer], cases: Sequence[Case]) -> dict[str, dict[str, Any]]:
-    """Each LLM judge's agreement with the people's verdicts the set carries (none when it carries none)."""
+    """Each LLM judge's agreement with the people's verdicts the set carries; `unknown` when it carries none."""
+    judges = [s for s in scorers if isinstance(s, Judge)]
     sample = calibration_cases(cases)
     if not sample:
-        return {}
-    return {s.name: (await measure(s, sample)).to_dict() for s in scorers if isinstance(s, Judge)}
+        return {s.name: {"judge": s.name, "cases": 0, "unknown": True} for s in judges}
+    return {s.name: (await measure(s, sample)).to_dict() for s in judges}
 
 
 def persistable(workspace: Workspace, candidate: Candidate) -> bool:
@@ -204,8 +205,9 @@ async def evaluate(
         scorers = scorers_for(workspace, spec, dataset, judge, cap)
         proposed: list[Proposal] = []
         if teacher is not None:
+            teacher_model = workspace.registry.get(teacher)  # a missing key fails here, before the dev run spends
             failures = await failures_on_dev(agents, spec, dataset.dev, scorers[0])
-            proposed = await propose(workspace.registry.get(teacher), spec, failures, n=proposals)
+            proposed = await propose(teacher_model, spec, failures, n=proposals)
             variants = {**(variants or {}), **{p.name: p.instructions for p in proposed}}
         chosen_candidates = await train_classifiers(
             workspace, spec, dataset, candidates_for(workspace, spec, dataset, candidates, k=k, variants=variants)

@@ -206,6 +206,7 @@ def html_report(rec: dict[str, Any]) -> str:
         else f"<p>Policy <code>{e(rec['policy'])}</code> chose nothing: no candidate qualified.</p>"
     )
     partial = "<p class='warn'>The sweep stopped at its cost cap: results are partial.</p>" if rec["partial"] else ""
+    judges = _judges_html(rec)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>brickyard evaluation {e(rec["run_id"])}</title>
 <style>
@@ -224,7 +225,7 @@ confidence intervals.</p>
 <h2>Leaderboard</h2>
 <table><thead><tr><th>candidate</th>{head}<th>USD / 1k rows</th><th>p50 s</th><th>p95 s</th><th>cases</th>
 <th>errors</th><th>status</th></tr></thead><tbody>{"".join(body)}</tbody></table>
-<h2>Is the best significantly better?</h2>{compared}
+<h2>Is the best significantly better?</h2>{compared}{judges}
 <h2>Quality vs cost</h2><img alt="Pareto plot" src="{_plot(rec)}">
 <p>Pareto frontier: {e(", ".join(rec["pareto"]) or "none")}.</p>
 <h2>Successive halving</h2>
@@ -233,6 +234,32 @@ confidence intervals.</p>
 {saving["calls_full_estimate"]}, {saving["usd"]:.4f} USD instead of about {saving["usd_full_estimate"]:.4f}.</p>
 </body></html>
 """
+
+
+UNKNOWN_AGREEMENT = (
+    "agreement with people unknown: the set has no human verdicts, so its scores are unchecked "
+    "(label a sample: brickyard eval label {run_id})"
+)
+
+
+def _judges_html(rec: dict[str, Any]) -> str:
+    """How far each LLM judge's scores can be trusted: its agreement with people, or that it is unknown."""
+    agreements = rec.get("judge_agreement") or {}
+    if not agreements:
+        return ""
+    e = html.escape
+    items = []
+    for name, a in agreements.items():
+        if a.get("unknown"):
+            items.append(f"<li><b>{e(name)}</b>: {e(UNKNOWN_AGREEMENT.format(run_id=rec['run_id']))}</li>")
+            continue
+        flag = " <span class='warn'>FLAGGED: agreement below the threshold</span>" if a["flagged"] else ""
+        items.append(
+            f"<li><b>{e(name)}</b> vs people on {a['cases']} cases: accuracy {a['accuracy']:.2f} "
+            f"[{a['accuracy_ci'][0]:.2f}, {a['accuracy_ci'][1]:.2f}], Cohen's kappa {a['kappa']:.2f} "
+            f"[{a['kappa_ci'][0]:.2f}, {a['kappa_ci'][1]:.2f}]{flag}</li>"
+        )
+    return "<h2>Can the judges be trusted?</h2><ul>" + "".join(items) + "</ul>"
 
 
 def write_report(rec: dict[str, Any], path: Path) -> Path:
