@@ -189,6 +189,15 @@ def render() -> str:
                     f"{m['repetitions']} | {m['exact']['amount_paid']}/{m['emails']} | "
                     f"{m['exact']['payee']}/{m['emails']} |"
                 )
+        shown = ext.get("examples")
+        if shown:
+            lines += [
+                "",
+                f"- `+ examples`: each row is shown the {shown['shown']} most similar of {shown['conll']} other "
+                f"sentences of the sample (for the e-mails, of {shown['emails']} others written with another seed) as "
+                "demonstrations, as `ai_extract(..., options => {'examples': ...})` does. Values are still copied "
+                "from the row itself (checked against its text).",
+            ]
         lines += ["", f"- Measured {ext['machine']['date']}, {cores} cores.", ""]
     know = _load("knowledge")
     if know:
