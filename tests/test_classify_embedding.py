@@ -128,6 +128,9 @@ def test_filter_examples_train_a_classifier_for_the_predicate(tmp_path: Path) ->
         con.execute("CREATE TABLE bad AS SELECT 'great' AS content, 'maybe' AS label UNION ALL SELECT 'bad', 'no'")
         with pytest.raises(duckdb.Error, match="must be true or false"):
             con.sql("SELECT count(*) FROM r WHERE ai_filter('liked', txt, options => {'examples': 'bad'})").fetchall()
+        con.execute("CREATE TABLE all_true AS SELECT 'great' AS content, true AS label UNION ALL SELECT 'fine', true")
+        with pytest.raises(duckdb.Error, match=r"ai_filter: the examples must cover at least two labels"):
+            con.sql("SELECT count(*) FROM r WHERE ai_filter('ok', txt, options => {'examples': 'all_true'})").fetchall()
         with pytest.raises(duckdb.Error, match="two mechanisms"):
             con.execute(
                 "SELECT count(*) FROM r WHERE ai_filter('liked', txt, options => {'examples': 'liked', "

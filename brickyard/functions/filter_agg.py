@@ -53,9 +53,12 @@ async def filter_(
         if embedder is None:
             raise InvalidRequestError("ai_filter: examples need an embedding endpoint. Fix: configure `ai_embed`")
         pairs = [(text, "true" if _truth(label) else "false") for text, label in examples]
-        outcome = await classify(
-            texts, ["true", "false"], model, tag=tag, progress=progress, embedder=embedder, examples=pairs
-        )
+        try:
+            outcome = await classify(
+                texts, ["true", "false"], model, tag=tag, progress=progress, embedder=embedder, examples=pairs
+            )
+        except InvalidRequestError as exc:  # e.g. every example true: said as this function's error
+            raise InvalidRequestError(str(exc).replace("ai_classify", "ai_filter")) from None
         outcome.errors = [e.replace("ai_classify", "ai_filter") if e else e for e in outcome.errors]
         outcome.values = [None if v is None else v == "true" for v in outcome.values]
         return outcome
