@@ -321,7 +321,9 @@ def print_estimate(numbers: dict[str, Any]) -> None:
 
 
 def print_evaluation(rec: dict[str, Any], report: Path) -> None:
-    from brickyard.evals.report import UNKNOWN_AGREEMENT, terminal_table
+    from rich.markup import escape
+
+    from brickyard.evals.report import FLAGGED, agreement_text, terminal_table
 
     out.print(terminal_table(rec))
     comparison = rec["comparison"]
@@ -333,15 +335,8 @@ def print_evaluation(rec: dict[str, Any], report: Path) -> None:
             f"p={comparison['p_value']:.3f}"
         )
     for name, agreement in (rec.get("judge_agreement") or {}).items():
-        if agreement.get("unknown"):
-            out.print(f"judge {name}: {UNKNOWN_AGREEMENT.format(run_id=rec['run_id'])}")
-            continue
-        flag = "  [bold red]FLAGGED: agreement below the threshold[/]" if agreement["flagged"] else ""
-        out.print(
-            f"judge {name} vs people on {agreement['cases']} cases: accuracy {agreement['accuracy']:.2f} "
-            f"[{agreement['accuracy_ci'][0]:.2f}, {agreement['accuracy_ci'][1]:.2f}], kappa {agreement['kappa']:.2f} "
-            f"[{agreement['kappa_ci'][0]:.2f}, {agreement['kappa_ci'][1]:.2f}]{flag}"
-        )
+        flag = f"  [bold red]{FLAGGED}[/]" if agreement.get("flagged") else ""
+        out.print(f"judge {escape(name)}{escape(agreement_text(agreement, rec['run_id']))}{flag}")
     saving = rec["halving"]
     if saving.get("stop_reason"):
         out.print(f"racing stopped the sweep: {saving['stop_reason']}")

@@ -242,23 +242,33 @@ UNKNOWN_AGREEMENT = (
 )
 
 
+FLAGGED = "FLAGGED: agreement below the threshold"
+
+
+def agreement_text(agreement: dict[str, Any], run_id: str) -> str:
+    """A judge's agreement with people in words (after its name), or that it is unknown; the terminal and the
+    HTML report both say it this way (the flag is added by each in its own markup)."""
+    a = agreement
+    if a.get("unknown"):
+        return ": " + UNKNOWN_AGREEMENT.format(run_id=run_id)
+    return (
+        f" vs people on {a['cases']} cases: accuracy {a['accuracy']:.2f} [{a['accuracy_ci'][0]:.2f}, "
+        f"{a['accuracy_ci'][1]:.2f}], Cohen's kappa {a['kappa']:.2f} [{a['kappa_ci'][0]:.2f}, {a['kappa_ci'][1]:.2f}]"
+    )
+
+
 def _judges_html(rec: dict[str, Any]) -> str:
     """How far each LLM judge's scores can be trusted: its agreement with people, or that it is unknown."""
     agreements = rec.get("judge_agreement") or {}
     if not agreements:
         return ""
     e = html.escape
-    items = []
-    for name, a in agreements.items():
-        if a.get("unknown"):
-            items.append(f"<li><b>{e(name)}</b>: {e(UNKNOWN_AGREEMENT.format(run_id=rec['run_id']))}</li>")
-            continue
-        flag = " <span class='warn'>FLAGGED: agreement below the threshold</span>" if a["flagged"] else ""
-        items.append(
-            f"<li><b>{e(name)}</b> vs people on {a['cases']} cases: accuracy {a['accuracy']:.2f} "
-            f"[{a['accuracy_ci'][0]:.2f}, {a['accuracy_ci'][1]:.2f}], Cohen's kappa {a['kappa']:.2f} "
-            f"[{a['kappa_ci'][0]:.2f}, {a['kappa_ci'][1]:.2f}]{flag}</li>"
-        )
+    items = [
+        f"<li><b>{e(name)}</b>{e(agreement_text(a, rec['run_id']))}"
+        + (f" <span class='warn'>{FLAGGED}</span>" if a.get("flagged") else "")
+        + "</li>"
+        for name, a in agreements.items()
+    ]
     return "<h2>Can the judges be trusted?</h2><ul>" + "".join(items) + "</ul>"
 
 
