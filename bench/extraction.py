@@ -13,14 +13,16 @@ package): latency, repetitions, exact matches.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
-from bench.common import fresh_workspace, save
+from bench.common import RESULTS, fresh_workspace, save
 from brickyard.datasets.conll import KINDS, conll_sentences
 from brickyard.datasets.payment_emails import payment_emails
 from brickyard.functions import extract
 from brickyard.functions._grounding import occurs
+from brickyard.functions.extract import DEMO_CONTEXT_SHARE, _example_demos, _nearest_demos, _schema_of
 
 FIELDS = list(KINDS.values())
 SCHEMA = {
@@ -69,6 +71,7 @@ async def _one_by_one(
     values: list[Any] = []
     errors: list[str | None] = []
     latencies: list[float] = []
+    shown: list[int] = []
     try:
         options: dict[str, Any] = {"instructions": instructions, "examples": examples, "embedder": embedder}
         await extract(["warm up"], target, model, progress=False, **options)
@@ -78,9 +81,18 @@ async def _one_by_one(
             latencies.append(time.perf_counter() - started)
             values.append(outcome.values[0])
             errors.append(outcome.errors[0])
+            if examples:  # how many examples the row was shown (the context may hold fewer than asked)
+                budget = int(model.context_window * DEMO_CONTEXT_SHARE) if model.context_window else None
+                pool = _example_demos(examples, _schema_of(target)[0])
+                demos = await _nearest_demos([text], pool, embedder, model.examples_shown, budget)
+                shown.append(len(demos[0]))
     finally:
         await ws.aclose()
-    return {"values": values, "errors": errors, "latencies": latencies}
+    return {"values": values, "errors": errors, "latencies": latencies, "shown": shown}
+
+
+def _mean(values: list[int]) -> float | None:
+    return round(sum(values) / len(values), 1) if values else None
 
 
 def _latency(latencies: list[float]) -> dict[str, float]:
@@ -124,7 +136,12 @@ def _repeats(values: list[Any]) -> int:
     return count
 
 
-def run(sentences: int = 120, emails: int = 20, endpoints: tuple[str, ...] = ("smollm2", "gemma3")) -> dict[str, Any]:
+def run(
+    sentences: int = 120,
+    emails: int = 20,
+    endpoints: tuple[str, ...] = ("smollm2", "gemma3"),
+    examples_only: bool = False,
+) -> dict[str, Any]:
     """Each endpoint zero-shot and with labelled examples: for CoNLL the sentences after the first `sentences`
     of the sample (disjoint), for the e-mails 20 others written with another seed."""
     everything = conll_sentences(install=True)
@@ -138,14 +155,22 @@ def run(sentences: int = 120, emails: int = 20, endpoints: tuple[str, ...] = ("s
         "fields": FIELDS,
         "models": {},
         "emails": {},
-        "examples": {"conll": len(conll_examples), "emails": len(mail_examples), "shown": 2},
+        "examples": {"conll": len(conll_examples), "emails": len(mail_examples)},
     }
     variants = [(e, None, None) for e in endpoints] + [(e, conll_examples, mail_examples) for e in endpoints]
+    if examples_only:  # keep the saved figures, measure these endpoints' `+ examples` variants again
+        saved = json.loads((RESULTS / "extraction.json").read_text())
+        again = {f"{e} + examples" for e in endpoints}
+        figures["models"] = {k: v for k, v in saved["models"].items() if k not in again}
+        figures["emails"] = {k: v for k, v in saved["emails"].items() if k not in again}
+        figures["zero_shot_measured"] = saved.get("zero_shot_measured") or saved["machine"]["date"]
+        variants = [v for v in variants if v[1] is not None]
     for endpoint, conll_pool, mail_pool in variants:
         name = endpoint if conll_pool is None else f"{endpoint} + examples"
         texts = [s.text for s in data]
         found = asyncio.run(_one_by_one(endpoint, texts, SCHEMA, INSTRUCTIONS, conll_pool))
         figures["models"][name] = {
+            "examples_shown": _mean(found["shown"]),
             "rows_per_s": len(data) / sum(found["latencies"]),
             "errors": sum(e is not None for e in found["errors"]),
             "values_not_in_text": _not_in_text(found["values"], texts),
@@ -163,6 +188,7 @@ def run(sentences: int = 120, emails: int = 20, endpoints: tuple[str, ...] = ("s
             for field in ("amount_paid", "payee")
         }
         figures["emails"][name] = {
+            "examples_shown": _mean(got["shown"]),
             "emails": len(mails),
             "mean_chars": round(sum(map(len, bodies)) / len(bodies)),
             "errors": sum(e is not None for e in got["errors"]),
@@ -180,4 +206,5 @@ def run(sentences: int = 120, emails: int = 20, endpoints: tuple[str, ...] = ("s
 if __name__ == "__main__":
     import sys
 
-    run(endpoints=tuple(sys.argv[1:]) or ("smollm2", "gemma3"))
+    names = tuple(a for a in sys.argv[1:] if not a.startswith("--"))
+    run(endpoints=names or ("smollm2", "gemma3"), examples_only="--examples-only" in sys.argv)

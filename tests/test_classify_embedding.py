@@ -9,6 +9,7 @@ import duckdb
 import pytest
 
 from brickyard import FakeModel, FunctionModel, Workspace
+from brickyard._errors import InvalidRequestError
 from brickyard.functions import classify
 from brickyard.functions.filter_agg import filter_
 from brickyard.sql.duckdb import connect
@@ -150,13 +151,65 @@ async def test_filter_on_small_local_models_contrasts_the_predicate_with_its_neg
 
     def vector(text: str) -> list[float]:
         seen.append(text)
-        return [0.0, 1.0] if ("not true" in text or "bad" in text) else [1.0, 0.0]
+        return [0.0, 1.0] if (" not " in text or "bad" in text) else [1.0, 0.0]
 
     embedder = FunctionModel(lambda r: "unused", embed_fn=vector)
     outcome = await filter_("the film is good", ["a good film", "a bad film", None], local, embedder=embedder)
     assert outcome.values == [True, False, None] and local.calls == []
-    assert "it is not true that the film is good" in seen
-    assert outcome.notes[0] is not None and "cannot judge a predicate reliably" in outcome.notes[0]
+    assert "the film is not good" in seen  # negated at the verb, not "it is not true that ..."
+    assert outcome.notes[0] is not None and "'the film is not good'" in outcome.notes[0]
+    assert "cannot judge a predicate reliably" in outcome.notes[0]
+    seen.clear()
+    given = await filter_("the film is good", ["a good film"], local, embedder=embedder, contrast="a bad film")
+    assert "a bad film" in seen and "the film is not good" not in seen and given.values == [True]
+    with pytest.raises(InvalidRequestError, match="other than the predicate"):
+        await filter_("the film is good", ["a good film"], local, embedder=embedder, contrast=" The film is good ")
     remote = FakeModel([{"label": "false"}])  # a capable remote model keeps judging the predicate itself
     judged = await filter_("the film is good", ["a good film"], remote, embedder=embedder)
     assert judged.values == [False] and len(remote.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("predicate", "keeps"),
+    [
+        ("the reviewer liked the film", "fresh"),
+        ("the reviewer disliked the film", "rotten"),
+        ("the film is boring", "rotten"),
+        ("the review is negative about the movie", "rotten"),
+    ],
+)
+def test_ai_filter_on_the_default_endpoint_keeps_the_right_obvious_reviews(
+    tmp_path: Path, predicate: str, keeps: str
+) -> None:
+    """Negative statements too: compared with "it is not true that <predicate>" (the first contrast), a text
+    full of negative words sat closer to the prefix and the filter kept the wrong reviews. Negated at the verb
+    the real embedder keeps the reviews the predicate describes and drops the others."""
+    ws = Workspace.init(tmp_path / "ws")
+    with connect(ws, database=":memory:") as con:
+        con.execute("CREATE TABLE r (txt VARCHAR, gold VARCHAR)")
+        con.executemany("INSERT INTO r VALUES (?, ?)", OBVIOUS)
+        kept = [g for (g,) in con.execute(f"SELECT gold FROM r WHERE ai_filter('{predicate}', txt)").fetchall()]
+    right = sum(g == keeps for g in kept) + sum(g != keeps for _, g in OBVIOUS) - sum(g != keeps for g in kept)
+    assert right >= 10 and 0 < len(kept) < len(OBVIOUS), (predicate, kept)
+
+
+def test_ai_filter_contrast_option_names_the_opposite_statement(tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "ws")
+    with connect(ws, database=str(tmp_path / "w.duckdb")) as con:
+        con.execute("CREATE TABLE r (txt VARCHAR, gold VARCHAR)")
+        con.executemany("INSERT INTO r VALUES (?, ?)", OBVIOUS)
+        kept = con.execute(
+            "SELECT gold FROM r WHERE ai_filter('a review that praises the film', txt, "
+            "options => {'contrast': 'a review that pans the film'})"
+        ).fetchall()
+        assert sum(g == "fresh" for (g,) in kept) >= 5 and sum(g == "rotten" for (g,) in kept) <= 1, kept
+        with pytest.raises(duckdb.Error, match="other than the predicate"):
+            con.execute(
+                "SELECT count(*) FROM r WHERE ai_filter('good', txt, options => {'contrast': 'Good'})"
+            ).fetchall()
+        con.execute("CREATE TABLE liked AS SELECT 'great' AS content, true AS label UNION ALL SELECT 'bad', false")
+        with pytest.raises(duckdb.Error, match="two mechanisms"):
+            con.execute(
+                "SELECT count(*) FROM r WHERE ai_filter('good', txt, "
+                "options => {'examples': 'liked', 'contrast': 'bad'})"
+            ).fetchall()

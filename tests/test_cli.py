@@ -64,8 +64,23 @@ def test_models_list_shows_price_and_readiness(home: Path) -> None:
     assert "smollm2" in lines and "e5-small" in lines
     assert "alias of echo" in out
     wide = run("models", "list", home=home, env={"COLUMNS": "250"}).stdout
-    smollm2 = next(line for line in wide.splitlines() if line.startswith("│ smollm2 "))
+    smollm2 = _row(wide, "smollm2")
     assert "classify/filter: embedding" in smollm2 and "knowledge: extractive" in smollm2
+    assert "2 examples shown" in smollm2
+    assert "8 examples shown" in _row(wide, "gemma3")  # the pre-trained Gemma 3 learns from more examples
+
+
+def _row(table: str, endpoint: str) -> str:
+    """The text of each cell of `endpoint`'s row of a rich table, its wrapped lines joined."""
+    lines = table.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"│ {endpoint} "))
+    block = [lines[start]]
+    for line in lines[start + 1 :]:
+        if not line.startswith("│") or line.split("│")[1].strip():
+            break
+        block.append(line)
+    columns = zip(*(line.split("│")[1:-1] for line in block), strict=True)
+    return " │ ".join(" ".join(part.strip() for part in column if part.strip()) for column in columns)
 
 
 def test_ask_streams_the_answer_and_usage_records_it(home: Path) -> None:

@@ -14,7 +14,7 @@ from brickyard._errors import InvalidRequestError
 from brickyard.config import EndpointConfig
 from brickyard.functions import extract
 from brickyard.functions._grounding import occurs
-from brickyard.models._types import ChatRequest
+from brickyard.models._types import ChatRequest, estimate_tokens
 from brickyard.sql.duckdb import connect
 
 TOPICS = {"football": [1.0, 0.0, 0.0], "bank": [0.0, 1.0, 0.0], "flight": [0.0, 0.0, 1.0]}
@@ -80,6 +80,45 @@ async def test_without_an_embedder_the_first_examples_are_shown() -> None:
     assert [d["organization"] for _, d in demos_shown(seen[0])] == ["Arsenal", "HSBC"]
 
 
+async def test_the_model_says_how_many_examples_it_learns_from_and_its_context_bounds_them() -> None:
+    """By default a row is shown `model.examples_shown` examples (8 on the pre-trained Gemma 3, measured), the
+    least similar dropped while they would fill more than a quarter of the context window; the nearest stays."""
+    from brickyard.functions.extract import DEMO_CONTEXT_SHARE
+
+    many = [(f"Club number {i} signed a player.", {"person": None, "organization": f"Club {i}"}) for i in range(12)]
+    seen: list[ChatRequest] = []
+    model = recording(seen)
+    model.examples_shown = 8
+    await extract(["Haaland scored."], ["person", "organization"], model, examples=many)
+    assert len(demos_shown(seen[0])) == 8
+    seen.clear()
+    model.context_window = 160  # room for 40 tokens of demonstrations
+    each = estimate_tokens(many[0][0]) + estimate_tokens('{"person": null, "organization": "Club 0"}')
+    fits = 40 // each
+    assert 1 < fits < 8
+    await extract(["Haaland scored."], ["person", "organization"], model, examples=many)
+    shown = demos_shown(seen[0])
+    assert [a["organization"] for _, a in shown] == [f"Club {i}" for i in range(fits)]
+    assert DEMO_CONTEXT_SHARE == 0.25
+    seen.clear()
+    long = [("word " * 400, {"person": "Ada", "organization": None}), ("word " * 400, {"person": "Bo"})]
+    await extract(["Ada wrote."], ["person", "organization"], model, examples=long, shots=2)
+    assert len(demos_shown(seen[0])) == 1  # over budget alone, but one example is always shown
+    seen.clear()
+    embedder = FunctionModel(lambda r: "unused", embed_fn=topical)
+    await extract(
+        ["The football club Leeds."], ["person", "organization"], model, examples=EXAMPLES * 20, embedder=embedder
+    )
+    nearest_kept = demos_shown(seen[0])
+    assert 1 <= len(nearest_kept) <= 3 and nearest_kept[-1][1]["organization"] == "Arsenal"
+
+
+def test_bundled_models_say_how_many_examples_they_learn_from() -> None:
+    from brickyard.models.catalog import CATALOG
+
+    assert CATALOG["gemma3-270m"].examples_shown == 8 and CATALOG["smollm2-135m"].examples_shown == 2
+
+
 @pytest.mark.parametrize(
     ("examples", "fragment"),
     [
@@ -125,6 +164,23 @@ def test_sql_reads_examples_from_a_table_with_struct_or_json_answers(tmp_path: P
             assert len(seen) == 1 and "Names as written." in str(seen[0].messages[0]["content"])
             shown = demos_shown(seen[0])
             assert len(shown) == 2 and all(set(a) == {"person", "organization"} for _, a in shown)
+        seen.clear()
+        con.execute(
+            "SELECT ai_extract(txt, ARRAY['person', 'organization'], options => {'examples': 'ex_json', 'shots': 1}, "
+            "endpoint => 'fx') FROM r"
+        ).fetchall()
+        assert len(demos_shown(seen[0])) == 1
+        for bad, fragment in [
+            ("{'shots': 2}", "add {'examples'"),
+            ("{'examples': 'ex_json', 'shots': 0}", "at least 1"),
+            ("{'examples': 'ex_json', 'shots': 1.5}", "whole number"),
+            ("{'examples': 'ex_json', 'shots': 'many'}", "must be a number"),
+        ]:
+            with pytest.raises(duckdb.Error, match=fragment):
+                con.execute(
+                    f"SELECT ai_extract(txt, ARRAY['person', 'organization'], options => {bad}, "
+                    "endpoint => 'fx') FROM r"
+                ).fetchall()
         with pytest.raises(duckdb.Error, match="unknown option"):
             con.execute("SELECT ai_extract(txt, ARRAY['person'], options => {'exemples': 'ex_json'}) FROM r").fetchall()
         with pytest.raises(duckdb.Error, match="not asked for"):

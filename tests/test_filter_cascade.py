@@ -40,7 +40,7 @@ def _world(n: int, noise: float, seed: int) -> tuple[list[str], set[str], Functi
     lean = {t: (1.0 if t in positive else -1.0) + rng.gauss(0, noise) for t in texts}
 
     def vector(text: str) -> list[float]:
-        if text.startswith("it is not true"):
+        if text == "is not positive":  # the predicate's negation (`_negation.contrast`)
             return [0.0, 1.0]
         if text in lean:
             return [1.0 + lean[text], 1.0 - lean[text]]

@@ -12,6 +12,7 @@ from brickyard.functions.filter_agg import aggregate, filter_, match
 from brickyard.functions.query import query
 from brickyard.functions.schema import ddl_to_schema, parse_response_format
 from brickyard.functions.text import fix_grammar, gen, mask, summarize, translate
+from brickyard.models.catalog import CATALOG
 
 __all__ = [
     "Demo",
@@ -52,5 +53,7 @@ def mechanisms(model: str | None) -> str:
     if name.startswith("classifier:"):
         return "a trained classifier (classification only)"
     if name.startswith("local:"):
-        return "classify/filter: embedding; knowledge: extractive; extract: grounded"
+        bundled = CATALOG.get(name.removeprefix("local:"))
+        shown = f", {bundled.examples_shown} examples shown" if bundled else ""
+        return f"classify/filter: embedding; knowledge: extractive; extract: grounded{shown}"
     return "generation (constrained); extract: grounded"

@@ -10,7 +10,7 @@ from brickyard._errors import InvalidRequestError, MalformedResponseError
 from brickyard.functions._demos import nearest
 from brickyard.functions._grounding import MAX_STRING, bounded_schema, ground, output_budget
 from brickyard.functions._rows import DATA_RULE, Demo, Outcome, data_requests, is_null, run_rows
-from brickyard.models._types import ChatResult
+from brickyard.models._types import ChatResult, estimate_tokens
 from brickyard.models.base import Model
 
 SQL_TYPES: dict[str, dict[str, Any]] = {
@@ -85,7 +85,7 @@ async def extract(
     demos: Sequence[Sequence[Demo]] | None = None,
     examples: Sequence[tuple[str, Any]] | None = None,
     embedder: Model | None = None,
-    shots: int = 2,
+    shots: int | None = None,
 ) -> Outcome[dict[str, Any]]:
     """A dict per text: one key per label (None when absent), or an object of the given JSON schema.
 
@@ -94,13 +94,17 @@ async def extract(
     schema is bounded by its text (no string longer than the text, no array longer than its words), so a
     small model cannot repeat itself until `max_tokens`. `demos` (one list per text) are few-shot
     demonstrations whose output is the JSON answer. `examples`, (text, answer object) pairs, give each
-    text the `shots` examples most similar to it (by `embedder`; the first ones without) as demonstrations.
+    text the `shots` examples most similar to it (by `embedder`; the first ones without) as demonstrations:
+    by default as many as the model learns from (`model.examples_shown`), fewer when they would fill more
+    than `DEMO_CONTEXT_SHARE` of its context window.
     """
     schema, names = _schema_of(labels)
     if examples is not None:
         if demos is not None:
             raise InvalidRequestError("ai_extract: give `examples` or `demos`, not both")
-        demos = await _nearest_demos(texts, _example_demos(examples, schema), embedder, shots)
+        budget = int(model.context_window * DEMO_CONTEXT_SHARE) if model.context_window else None
+        pool = _example_demos(examples, schema)
+        demos = await _nearest_demos(texts, pool, embedder, shots or model.examples_shown, budget)
     fields = ", ".join(schema["properties"])
     system = (
         f"Extract these fields from the text: {fields}. Use null for a field the text does not contain; "
@@ -173,19 +177,40 @@ def _example_demos(examples: Sequence[tuple[str, Any]], schema: dict[str, Any]) 
     return demos
 
 
+DEMO_CONTEXT_SHARE = 0.25
+"""At most this share of a model's context window goes to demonstrations, which bounds a row's prompt and so
+its latency: 8 short sentences fit in 2,048 tokens' share, 2 e-mails of 600 characters (measured: the
+pre-trained Gemma 3 got fewer e-mail fields right shown 5 than shown 2, and took longer; BENCHMARKS.md §5)."""
+
+
 async def _nearest_demos(
-    texts: Sequence[str | None], pool: list[Demo], embedder: Model | None, shots: int
+    texts: Sequence[str | None], pool: list[Demo], embedder: Model | None, shots: int, budget: int | None = None
 ) -> list[list[Demo]]:
-    """For each text, the `shots` demonstrations most similar to it (the first `shots` without an embedder)."""
+    """For each text, the `shots` demonstrations most similar to it (the first `shots` without an embedder),
+    the least similar dropped while they exceed `budget` tokens (at least one is kept)."""
     if shots < 1:
         raise InvalidRequestError("ai_extract: the number of examples shown must be at least 1")
     live = [i for i, text in enumerate(texts) if not is_null(text) and str(text).strip()]
     if embedder is None or len(pool) <= shots or not live:
-        return [pool[:shots] for _ in texts]
+        return [_within(pool[:shots][::-1], budget)[::-1] for _ in texts]
     # the pool apart from the rows: the same call every time, so the response cache answers it after the first
     pool_vectors = (await embedder.embed([d.input for d in pool])).vectors
     chosen = nearest(pool_vectors, (await embedder.embed([str(texts[i]) for i in live])).vectors, shots)
     out: list[list[Demo]] = [[] for _ in texts]
     for i, order in zip(live, chosen, strict=True):
-        out[i] = [pool[j] for j in order]
+        out[i] = _within([pool[j] for j in order], budget)
     return out
+
+
+def _within(demos: list[Demo], budget: int | None) -> list[Demo]:
+    """The last (most similar) demonstrations whose tokens fit `budget`; at least the last one."""
+    if budget is None:
+        return demos
+    kept: list[Demo] = []
+    used = 0
+    for demo in reversed(demos):
+        used += estimate_tokens(demo.input) + estimate_tokens(demo.output)
+        if kept and used > budget:
+            break
+        kept.append(demo)
+    return kept[::-1]

@@ -7,16 +7,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from brickyard._errors import InvalidRequestError
+from brickyard.functions._negation import contrast as contrast_of
 from brickyard.functions._rows import DATA_RULE, Outcome, data_requests, is_null, run_rows
 from brickyard.functions.classify import Classification, classify, embedding_applies
 from brickyard.functions.embed import unit_rows
 from brickyard.models._types import estimate_tokens
 from brickyard.models.base import Model
 
-NEGATION = "it is not true that "
 EMBEDDED_FILTER_NOTE = (
-    "embedding contrast with the predicate's negation: the bundled models cannot judge a predicate reliably "
-    "(about 0.66 accuracy on a positive statement, near chance on a negative one; BENCHMARKS.md §10)"
+    "embedding contrast with {contrast!r}: the bundled models cannot judge a predicate reliably (about 0.7 "
+    "accuracy on Rotten Tomatoes reviews; BENCHMARKS.md §12); `options => {{'examples': ...}}` trains on "
+    "labelled rows, `'contrast'` names the opposite statement"
 )
 
 AGG_CHUNK_TOKENS = 1200
@@ -34,6 +35,7 @@ async def filter_(
     calibrate: bool = True,
     embedder: Model | None = None,
     examples: Sequence[tuple[str, object]] | None = None,
+    contrast: str | None = None,
 ) -> Classification:
     """`ai_filter(predicate, content)`: True when the content satisfies the predicate.
 
@@ -42,10 +44,10 @@ async def filter_(
 
     A two-label classification (yes/no) on the same path as `classify`: scored and calibrated where the
     model allows it, each row with the confidence of its answer. With an `embedder`, on the small local
-    models (where `classify` answers by embedding) the row is compared with the predicate and with
-    "it is not true that <predicate>": measured the least bad of the mechanisms those models allow, and
-    still unreliable for predicates that are negative statements (BENCHMARKS.md §10), so every such row
-    carries a note saying so.
+    models (where `classify` answers by embedding) the row is compared with the predicate and with its
+    `contrast` (by default the predicate negated at its verb, `_negation.contrast`): measured the least bad
+    of the mechanisms those models allow and still unreliable (BENCHMARKS.md §12), so every such row carries
+    a note naming the contrast.
     """
     if is_null(predicate) or not str(predicate).strip():
         raise InvalidRequestError("ai_filter: the predicate is empty. Fix: pass a condition such as 'is a complaint'")
@@ -64,11 +66,12 @@ async def filter_(
         return outcome
     if embedder is not None and embedding_applies(model, None, None, False, scoring):
         claim = str(predicate).strip()
-        contrast = f"{NEGATION}{claim}"
-        outcome = await classify(texts, [claim, contrast], model, tag=tag, progress=progress, embedder=embedder)
+        opposite = contrast_of(claim, contrast)
+        outcome = await classify(texts, [claim, opposite], model, tag=tag, progress=progress, embedder=embedder)
         outcome.errors = [e.replace("ai_classify", "ai_filter") if e else e for e in outcome.errors]
         outcome.values = [None if v is None else v == claim for v in outcome.values]
-        outcome.notes = [EMBEDDED_FILTER_NOTE if m is not None else None for m in outcome.mechanisms]
+        note = EMBEDDED_FILTER_NOTE.format(contrast=opposite)
+        outcome.notes = [note if m is not None else None for m in outcome.mechanisms]
         return outcome
     # Scored, the answer words are "yes"/"no" (the likeliest answer tokens of a small model); generated,
     # "true"/"false" as before.

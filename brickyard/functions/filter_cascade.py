@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from brickyard._errors import InvalidRequestError
+from brickyard.functions._negation import contrast
 from brickyard.functions._rows import Outcome, is_null
 from brickyard.functions.embed import unit_rows
-from brickyard.functions.filter_agg import NEGATION, filter_
+from brickyard.functions.filter_agg import filter_
 from brickyard.models.base import Model
 
 MIN_SAMPLE = 40
@@ -90,8 +91,10 @@ async def filter_with_recall(
     seed: int = 0,
     tag: str | None = None,
     progress: bool | None = None,
+    contrast_with: str | None = None,
 ) -> tuple[Outcome[bool], CascadeReport]:
-    """`ai_filter` at `target_recall` of the model's positives, the proxy rejecting what it confidently can."""
+    """`ai_filter` at `target_recall` of the model's positives, the proxy rejecting what it confidently can
+    (the embedding contrast of the predicate with `contrast_with`, by default its negation)."""
     if not 0.5 <= target_recall < 1:
         raise InvalidRequestError(
             f"target_recall must be at least 0.5 and below 1; got {target_recall}. Fix: e.g. 0.95"
@@ -100,7 +103,7 @@ async def filter_with_recall(
     values: list[bool | None] = [None] * len(texts)
     errors: list[str | None] = [None] * len(texts)
     claim = str(predicate).strip()
-    vectors = (await embedder.embed([claim, f"{NEGATION}{claim}", *(str(texts[i]) for i in live)])).vectors
+    vectors = (await embedder.embed([claim, contrast(claim, contrast_with), *(str(texts[i]) for i in live)])).vectors
     matrix = unit_rows(vectors)
     scores = matrix[2:] @ matrix[0] - matrix[2:] @ matrix[1]
     order = list(range(len(live)))

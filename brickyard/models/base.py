@@ -40,6 +40,7 @@ class Capabilities:
     grammar: bool = False
     max_concurrency: int = 8
     context_window: int | None = None
+    examples_shown: int = 2
 
 
 class Model:
@@ -58,6 +59,9 @@ class Model:
     supports_grammar: bool = False
     max_concurrency: int = 8
     context_window: int | None = None
+    examples_shown: int = 2
+    """Labelled examples a function shows each row as demonstrations (`ai_extract`'s `examples`): a measured
+    choice per model (BENCHMARKS.md §5), not a capability."""
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -79,6 +83,7 @@ class Model:
             grammar=self.supports_grammar,
             max_concurrency=self.max_concurrency,
             context_window=self.context_window,
+            examples_shown=self.examples_shown,
         )
 
     # -- the seam ---------------------------------------------------------------------------------------
@@ -178,3 +183,4 @@ def copy_capabilities(model: Model, source: Model | Capabilities) -> None:
     model.supports_grammar = caps.grammar
     model.max_concurrency = caps.max_concurrency
     model.context_window = caps.context_window
+    model.examples_shown = caps.examples_shown

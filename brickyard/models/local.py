@@ -57,8 +57,10 @@ class LocalModel(Model):
         deterministic: bool = True,
         lease: HostLease | None = None,
         prompt_cache_mib: int = PROMPT_CACHE_MIB,
+        examples_shown: int = 2,
     ) -> None:
         self.path = path
+        self.examples_shown = examples_shown
         self.name = name or f"local:{path}"
         self.endpoint = endpoint
         self.parallel = parallel
@@ -297,7 +299,8 @@ def create(spec: ProviderSpec) -> Model:
     )
     if spec.model in catalog.CATALOG:
         path = catalog.require_pulled(spec.model, models_dir)
-        return LocalModel(path, name=f"local:{spec.model}", **common)  # type: ignore[arg-type]
+        shown = catalog.CATALOG[spec.model].examples_shown
+        return LocalModel(path, name=f"local:{spec.model}", examples_shown=shown, **common)  # type: ignore[arg-type]
     path = Path(spec.model).expanduser()
     if path.suffix != ".gguf" or not path.exists():
         raise UserError(

@@ -65,6 +65,8 @@ class RecordingModel(Model):
         self.name = like.name
         self.supports_grammar = like.supports_grammar
         self.supports_json_schema = like.supports_json_schema
+        self.context_window = like.context_window
+        self.examples_shown = like.examples_shown
         self.max_concurrency = 64
         self._sink = sink
 
@@ -356,6 +358,7 @@ class FunctionBinding:
             label_json, opts, endpoint = key
             parsed = _options(opts, set(BY_NAME["ai_extract"].options))
             examples = self._examples(parsed["examples"], calls=True) if "examples" in parsed else None
+            shots = _shots(parsed)
             model = self.model("ai_extract", endpoint)
             outcome = self._run(
                 extract(
@@ -367,6 +370,7 @@ class FunctionBinding:
                     progress=self.progress,
                     examples=examples,
                     embedder=self.model("ai_embed") if examples else None,
+                    shots=shots,
                 )
             )
             outcome.values = [None if v is None else json.dumps(v, ensure_ascii=False) for v in outcome.values]
@@ -477,9 +481,11 @@ class FunctionBinding:
             parsed = _options(opts, set(BY_NAME["ai_filter"].options))
             rows = [contents[i] for i in idx]
             model = self.model("ai_filter", endpoint)
+            given = parsed.get("contrast")
             if "examples" in parsed:
-                if "target_recall" in parsed:
-                    raise InvalidRequestError("`examples` and `target_recall` are two mechanisms. Fix: drop one")
+                if "target_recall" in parsed or given is not None:
+                    other = "target_recall" if "target_recall" in parsed else "contrast"
+                    raise InvalidRequestError(f"`examples` and `{other}` are two mechanisms. Fix: drop one")
                 examples = self._examples(parsed["examples"])
                 return self._run(
                     filter_(predicate, rows, model, tag="sql", embedder=self.model("ai_embed"), examples=examples)
@@ -495,12 +501,21 @@ class FunctionBinding:
                         seed=int(_number(parsed, "seed", 0)),
                         tag="sql",
                         progress=self.progress,
+                        contrast_with=None if given is None else str(given),
                     )
                 )
                 self.cascades.append(report)
                 return outcome
             return self._run(
-                filter_(predicate, rows, model, tag="sql", progress=self.progress, embedder=self.model("ai_embed"))
+                filter_(
+                    predicate,
+                    rows,
+                    model,
+                    tag="sql",
+                    progress=self.progress,
+                    embedder=self.model("ai_embed"),
+                    contrast=None if given is None else str(given),
+                )
             )
 
         n = len(contents)
@@ -607,6 +622,20 @@ def _options(raw: str | None, allowed: set[str]) -> dict[str, Any]:
 
 
 _RELATION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}")
+
+
+def _shots(options: dict[str, Any]) -> int | None:
+    """`ai_extract`'s `shots`: a whole number of examples ≥ 1, and only with `examples`."""
+    if "shots" not in options:
+        return None
+    if "examples" not in options:
+        raise InvalidRequestError("`shots` counts the examples shown to each row. Fix: add {'examples': 'table'}")
+    value = _number(options, "shots")
+    if value < 1 or value != int(value):
+        raise InvalidRequestError(
+            f"`shots` must be a whole number of at least 1; got {options['shots']!r}. Fix: e.g. 4"
+        )
+    return int(value)
 
 
 def _number(options: dict[str, Any], name: str, default: float | None = None) -> float:

@@ -113,9 +113,10 @@ FUNCTIONS: tuple[AIFunction, ...] = (
         "VARCHAR",
         "ai_extract",
         "a STRUCT of the labels' values copied from the text (VARCHAR, or typed with labels such as `'total DOUBLE'`); "
-        "options `instructions`, `examples` (a table of `content` and `label`, the answer as a JSON object: the two "
-        "most similar shown to each row; DuckDB only)",
-        options=("instructions", "examples"),
+        "options `instructions`, `examples` (a table of `content` and `label`, the answer as a JSON object: the most "
+        "similar shown to each row, as many as the model learns from, 2 on SmolLM2 and 8 on Gemma 3; DuckDB only), "
+        "`shots` (how many examples each row is shown)",
+        options=("instructions", "examples", "shots"),
         wrap="json_transform({call}, to_json(map_from_entries(list_transform(labels, x -> __ai_label_field(x)))))",
     ),
     AIFunction(
@@ -124,7 +125,7 @@ FUNCTIONS: tuple[AIFunction, ...] = (
         "VARCHAR",
         "ai_extract",
         "JSON of a JSON schema's shape (nested output); the options of `ai_extract`",
-        options=("instructions", "examples"),
+        options=("instructions", "examples", "shots"),
         wrap="{call}::JSON",
         databricks=False,
     ),
@@ -173,9 +174,10 @@ FUNCTIONS: tuple[AIFunction, ...] = (
         "BOOLEAN: the content satisfies the predicate; `ai_filter(prompt('{0} ... {1}', a, b))` judges a "
         "statement built from several columns; options `target_recall` (a proxy rejects rows, the model judges "
         "the rest), `seed`, `examples` (a table of `content` and a true/false `label` for this predicate: a "
-        "classifier trained on the default embedder's vectors answers; DuckDB only)",
+        "classifier trained on the default embedder's vectors answers; DuckDB only), `contrast` (the opposite "
+        "statement the embedding mechanism compares rows with; by default the predicate negated at its verb)",
         databricks=False,
-        options=("target_recall", "seed", "examples"),
+        options=("target_recall", "seed", "examples", "contrast"),
         extra_macros=(
             "(statement) AS __by_ai_filter('the statement is true', __ai_text(statement), NULL::VARCHAR, "
             "NULL::VARCHAR)",
