@@ -22,7 +22,7 @@ from brickyard.datasets.conll import KINDS, conll_sentences
 from brickyard.datasets.payment_emails import payment_emails
 from brickyard.functions import extract
 from brickyard.functions._grounding import occurs
-from brickyard.functions.extract import DEMO_CONTEXT_SHARE, _example_demos, _nearest_demos, _schema_of
+from brickyard.functions.extract import _schema_of, demos_for
 
 FIELDS = list(KINDS.values())
 SCHEMA = {
@@ -82,10 +82,7 @@ async def _one_by_one(
             values.append(outcome.values[0])
             errors.append(outcome.errors[0])
             if examples:  # how many examples the row was shown (the context may hold fewer than asked)
-                budget = int(model.context_window * DEMO_CONTEXT_SHARE) if model.context_window else None
-                pool = _example_demos(examples, _schema_of(target)[0])
-                demos = await _nearest_demos([text], pool, embedder, model.examples_shown, budget)
-                shown.append(len(demos[0]))
+                shown.append(len((await demos_for([text], _schema_of(target)[0], model, examples, embedder))[0]))
     finally:
         await ws.aclose()
     return {"values": values, "errors": errors, "latencies": latencies, "shown": shown}

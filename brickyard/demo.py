@@ -135,26 +135,20 @@ def _bench_figures(results: Path, console: Console) -> None:
                 )
     ext = load("extraction")
     for name in ("smollm2", "smollm2 + examples", "gemma3 + examples"):
-        shown = "grounded JSON"
         who = name.replace("smollm2", "SmolLM2").replace("gemma3", "Gemma 3")
         row = (ext or {}).get("models", {}).get(name)
-        if row and row.get("examples_shown"):
-            shown = f"grounded JSON, {row['examples_shown']:g} similar examples"
         if row and "values_not_in_text" in row:
             table.add_row(
                 f"ai_extract (CoNLL-2003, {who})",
-                shown,
+                _extract_mechanism(row),
                 f"micro-F1 {row['micro']['f1']:.3f}, p95 {row['p95_s']:.1f} s, {row['values_not_in_text']} invented",
                 "F1 >= 0.50, p95 <= 3 s, none invented",
             )
         mail = (ext or {}).get("emails", {}).get(name)
         if mail:
-            label = (
-                f"grounded JSON, {mail['examples_shown']:g} similar examples" if mail.get("examples_shown") else shown
-            )
             table.add_row(
                 f"ai_extract (payment e-mails, {who})",
-                label,
+                _extract_mechanism(mail),
                 f"amount {mail['exact']['amount_paid']}/{mail['emails']}, payee {mail['exact']['payee']}/"
                 f"{mail['emails']} exact, p95 {mail['p95_s']:.1f} s, {mail['repetitions']} repetitions",
                 "p95 <= 10 s, no repetition",
@@ -171,6 +165,11 @@ def _bench_figures(results: Path, console: Console) -> None:
             )
     if table.row_count:
         console.print(table)
+
+
+def _extract_mechanism(figures: dict[str, Any]) -> str:
+    shown = figures.get("examples_shown")
+    return f"grounded JSON, {shown:g} similar examples" if shown else "grounded JSON"
 
 
 TRAINING_ROWS = 200

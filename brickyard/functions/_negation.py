@@ -60,12 +60,12 @@ def negate(statement: str) -> str | None:
     bare = [_bare(w) for w in words]
     for i, word in enumerate(bare):
         if word in ("not", "never"):
-            return _join(words[:i] + words[i + 1 :])
+            return " ".join(words[:i] + words[i + 1 :])
         if word in CONTRACTIONS:
-            return _join([*words[:i], _core(words[i], CONTRACTIONS[word]), *words[i + 1 :]])
+            return " ".join([*words[:i], _core(words[i], CONTRACTIONS[word]), *words[i + 1 :]])
     for i, word in enumerate(bare):
         if word in AUXILIARIES:
-            return _join([*words[: i + 1], "not", *words[i + 1 :]])
+            return " ".join([*words[: i + 1], "not", *words[i + 1 :]])
     for i, word in enumerate(bare):
         if i > 0 and (bare[i - 1] in DETERMINERS or bare[i - 1].endswith("'s")):
             continue  # a noun or an adjective after "the", "a", "customer's"
@@ -74,7 +74,7 @@ def negate(statement: str) -> str | None:
         tense = _finite(word)
         if tense:
             auxiliary = "did not" if tense[0] == "VBD" else "does not"
-            return _join(
+            return " ".join(
                 [*words[:i], _keep_case(words[i], auxiliary), _core(words[i].lower(), tense[1]), *words[i + 1 :]]
             )
     return None
@@ -119,7 +119,3 @@ def _core(original: str, replacement: str) -> str:
 
 def _keep_case(original: str, replacement: str) -> str:
     return replacement[:1].upper() + replacement[1:] if original[:1].isupper() else replacement
-
-
-def _join(words: list[str]) -> str:
-    return " ".join(words)

@@ -102,9 +102,7 @@ async def extract(
     if examples is not None:
         if demos is not None:
             raise InvalidRequestError("ai_extract: give `examples` or `demos`, not both")
-        budget = int(model.context_window * DEMO_CONTEXT_SHARE) if model.context_window else None
-        pool = _example_demos(examples, schema)
-        demos = await _nearest_demos(texts, pool, embedder, shots or model.examples_shown, budget)
+        demos = await demos_for(texts, schema, model, examples, embedder, shots)
     fields = ", ".join(schema["properties"])
     system = (
         f"Extract these fields from the text: {fields}. Use null for a field the text does not contain; "
@@ -181,6 +179,21 @@ DEMO_CONTEXT_SHARE = 0.25
 """At most this share of a model's context window goes to demonstrations, which bounds a row's prompt and so
 its latency: 8 short sentences fit in 2,048 tokens' share, 2 e-mails of 600 characters (measured: the
 pre-trained Gemma 3 got fewer e-mail fields right shown 5 than shown 2, and took longer; BENCHMARKS.md §5)."""
+
+
+async def demos_for(
+    texts: Sequence[str | None],
+    schema: dict[str, Any],
+    model: Model,
+    examples: Sequence[tuple[str, Any]],
+    embedder: Model | None,
+    shots: int | None = None,
+) -> list[list[Demo]]:
+    """The demonstrations each text is shown: the `shots` examples nearest it (by default as many as `model`
+    learns from), within `DEMO_CONTEXT_SHARE` of its context window."""
+    budget = int(model.context_window * DEMO_CONTEXT_SHARE) if model.context_window else None
+    count = model.examples_shown if shots is None else shots
+    return await _nearest_demos(texts, _example_demos(examples, schema), embedder, count, budget)
 
 
 async def _nearest_demos(
