@@ -206,6 +206,14 @@ def render() -> str:
                 "the context was allowed) got 15/20 amounts and 18/20 payees against 19/20 and 19/20 shown 2, and "
                 "took longer: hence the quarter. Gemma 3 shown 8 sentences had p95 between 3.0 and 4.3 s over four "
                 "runs of the same sentences (the ≤ 3 s target is met at 6 examples, the F1 ≥ 0.50 target at 8).",
+                "- Gemma 3 shown 8, again on an idle machine (2026-12-02 21:30-22:58 UTC, the same answers each "
+                "time): p95 2.77, 3.23 and 3.14 s (the table) over three runs, so p95 ≤ 3 s with F1 0.500 holds "
+                "in one run of three. Where the time goes (llama.cpp's timings): 670 prompt tokens per sentence "
+                "at about 500 tokens/s (1.35 s), 27 answer tokens at about 57 tokens/s (0.47 s). The packaged "
+                "GGUF has no chat template, so llama.cpp's ChatML fallback spends about 22 tokens of markers on "
+                "each example. Templates tried (one-off runs, not adopted): plain `Input:` / `Output:` turns cut "
+                "the prompt to 490 tokens but F1 fell to 0.402 (p95 3.86 s: the model then wrote indented JSON); "
+                "Gemma's own turn tokens cut it to 520, F1 0.483, p95 2.79 s.",
             ]
         zero = f" (the rows without examples {ext['zero_shot_measured']})" if ext.get("zero_shot_measured") else ""
         lines += ["", f"- Measured {ext['machine']['date']}{zero}, {cores} cores, one variant at a time.", ""]
