@@ -198,23 +198,29 @@ def render() -> str:
                 f"- `+ examples`: each row is shown the most similar of {shown['conll']} other sentences of the "
                 f"sample (for the e-mails, of {shown['emails']} others written with another seed) as demonstrations, "
                 "as `ai_extract(..., options => {'examples': ...})` does: as many as the model learns from (SmolLM2 "
-                "2, the pre-trained Gemma 3 8), fewer when they would fill more than a quarter of the 2,048-token "
-                "context (the e-mails). Values are still copied from the row itself (checked against its text).",
-                "- How many examples (one-off runs on the same 120 sentences, 2026-12-02 17:20-17:45 UTC, not "
-                "repeated by `make bench`): Gemma 3 micro-F1 0.425 shown 2, 0.462 shown 4, 0.482 shown 6 (p95 2.7 s), "
-                "0.500 shown 8; SmolLM2 0.338 shown 8 against about 0.36 shown 2. Gemma 3 shown 5 e-mails (when half "
-                "the context was allowed) got 15/20 amounts and 18/20 payees against 19/20 and 19/20 shown 2, and "
-                "took longer: hence the quarter.",
-                "- Gemma 3 shown 8 sentences, p95 over seven runs of the same sentences (F1 0.500 each time): "
-                "between 3.0 and 4.3 s in four (17:20-18:25 UTC), then 2.77, 3.23 and 3.14 s (the table) on an idle "
-                "machine (21:30-22:58 UTC), so p95 was under 3 s with F1 0.500 in one run of seven (2.77 s); 6 "
-                "examples meet the p95 target alone (2.7 s, F1 0.482). Where the time goes (llama.cpp's timings): "
-                "670 prompt tokens per sentence "
-                "at about 500 tokens/s (1.35 s), 27 answer tokens at about 57 tokens/s (0.47 s). The packaged "
-                "GGUF has no chat template, so llama.cpp's ChatML fallback spends about 22 tokens of markers on "
-                "each example. Templates tried (one-off runs, not adopted): plain `Input:` / `Output:` turns cut "
-                "the prompt to 490 tokens but F1 fell to 0.402 (p95 3.86 s: the model then wrote indented JSON); "
-                "Gemma's own turn tokens cut it to 520, F1 0.483, p95 2.79 s.",
+                "2, the pre-trained Gemma 3 8, written as compact JSON for it), fewer when they, with about 20 "
+                "tokens of chat markers each, would fill more than a quarter of the 2,048-token context (the "
+                "e-mails, and Gemma 3's longest sentences: 7.6 shown on average). Values are still copied from the "
+                "row itself (checked against its text).",
+                "- How many examples (one-off runs on the same 120 sentences, 2026-12-02 17:20-17:45 UTC, spaced JSON, "
+                "not repeated by `make bench`): Gemma 3 micro-F1 0.425 shown 2, 0.462 shown 4, 0.482 shown 6 (p95 "
+                "2.7 s), 0.500 shown 8; SmolLM2 0.338 shown 8 against about 0.36 shown 2. Gemma 3 shown 5 e-mails "
+                "(when half the context was allowed) got 15/20 amounts and 18/20 payees against 19/20 and 19/20 "
+                "shown 2, and took longer: hence the quarter.",
+                "- Gemma 3's p95 with 8 examples. Before: seven runs gave 2.77-4.3 s at F1 0.500 (under 3 s in one). "
+                "Where the time went (llama.cpp's timings): 670 prompt tokens per sentence at about 500 tokens/s "
+                "(1.35 s), 27 answer tokens at about 57 tokens/s (0.47 s); the slowest rows had 1,000-1,180 prompt "
+                "tokens. Two changes, each measured on the same sentences (2026-12-03 01:03-01:29 UTC, idle "
+                'machine): compact JSON in the demonstrations (`{"persons":[...]}`; the model answers in the '
+                "same style) cut the prompt to 622 tokens, F1 0.522, p95 2.96 s; counting 20 tokens of markers per "
+                "example in the budget drops the least similar examples of the longest rows: F1 0.526, p95 2.87 s "
+                "(30 tokens: p95 2.41 s but F1 0.495, not adopted). With both, two `make bench` runs gave p95 2.41 "
+                "and 2.89 s (the table), F1 0.526 each, e-mails unchanged or better. SmolLM2 keeps spaced JSON: "
+                "compact cost it 3 points of F1 (0.326 against 0.355).",
+                "- Chat templates tried (one-off runs, spaced JSON, not adopted): the packaged GGUF has none, so "
+                "llama.cpp's ChatML fallback spends about 22 tokens of markers on each example; plain `Input:` / "
+                "`Output:` turns cut the prompt to 490 tokens but F1 fell to 0.402 (p95 3.86 s: the model then "
+                "wrote indented JSON); Gemma's own turn tokens cut it to 520, F1 0.483, p95 2.79 s.",
             ]
         zero = f" (the rows without examples {ext['zero_shot_measured']})" if ext.get("zero_shot_measured") else ""
         lines += ["", f"- Measured {ext['machine']['date']}{zero}, {cores} cores, one variant at a time.", ""]

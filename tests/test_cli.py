@@ -66,8 +66,9 @@ def test_models_list_shows_price_and_readiness(home: Path) -> None:
     wide = run("models", "list", home=home, env={"COLUMNS": "250"}).stdout
     smollm2 = _row(wide, "smollm2")
     assert "classify/filter: embedding" in smollm2 and "knowledge: extractive" in smollm2
-    assert "2 examples shown" in smollm2
-    assert "8 examples shown" in _row(wide, "gemma3")  # the pre-trained Gemma 3 learns from more examples
+    assert "2 examples shown" in smollm2 and "compact JSON" not in smollm2
+    gemma3 = _row(wide, "gemma3")  # the pre-trained Gemma 3 learns from more examples, written compactly
+    assert "8 examples shown, compact JSON" in gemma3
 
 
 def _row(table: str, endpoint: str) -> str:

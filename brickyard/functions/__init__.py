@@ -12,6 +12,7 @@ from brickyard.functions.filter_agg import aggregate, filter_, match
 from brickyard.functions.query import query
 from brickyard.functions.schema import ddl_to_schema, parse_response_format
 from brickyard.functions.text import fix_grammar, gen, mask, summarize, translate
+from brickyard.models.base import Demonstrations
 from brickyard.models.catalog import CATALOG
 
 __all__ = [
@@ -54,6 +55,12 @@ def mechanisms(model: str | None) -> str:
         return "a trained classifier (classification only)"
     if name.startswith("local:"):
         bundled = CATALOG.get(name.removeprefix("local:"))
-        shown = f", {bundled.examples_shown} examples shown" if bundled else ""
+        shown = f", {_shown(bundled.demonstrations)}" if bundled else ""
         return f"classify/filter: embedding; knowledge: extractive; extract: grounded{shown}"
     return "generation (constrained); extract: grounded"
+
+
+def _shown(demonstrations: Demonstrations) -> str:
+    """How a bundled model is shown `examples`, for `models list`."""
+    style = ", compact JSON" if demonstrations.compact_json else ""
+    return f"{demonstrations.shown} examples shown{style}"

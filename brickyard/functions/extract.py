@@ -95,7 +95,7 @@ async def extract(
     small model cannot repeat itself until `max_tokens`. `demos` (one list per text) are few-shot
     demonstrations whose output is the JSON answer. `examples`, (text, answer object) pairs, give each
     text the `shots` examples most similar to it (by `embedder`; the first ones without) as demonstrations:
-    by default as many as the model learns from (`model.examples_shown`), fewer when they would fill more
+    by default as many as the model learns from (`model.demonstrations`), fewer when they would fill more
     than `DEMO_CONTEXT_SHARE` of its context window.
     """
     schema, names = _schema_of(labels)
@@ -146,8 +146,10 @@ async def extract(
     return outcome
 
 
-def _example_demos(examples: Sequence[tuple[str, Any]], schema: dict[str, Any]) -> list[Demo]:
-    """Labelled examples as demonstrations: each answer a JSON object of the schema's fields (absent: null)."""
+def _example_demos(examples: Sequence[tuple[str, Any]], schema: dict[str, Any], *, compact: bool = False) -> list[Demo]:
+    """Labelled examples as demonstrations: each answer a JSON object of the schema's fields (absent: null),
+    without spaces when `compact`."""
+    separators = (",", ":") if compact else (", ", ": ")
     fields = list(schema["properties"])
     demos = []
     for text, answer in examples:
@@ -169,7 +171,8 @@ def _example_demos(examples: Sequence[tuple[str, Any]], schema: dict[str, Any]) 
                 f"ai_extract: an example answers fields {unknown} that are not asked for ({fields}). "
                 "Fix: rename them, or drop them from the examples"
             )
-        demos.append(Demo(str(text), json.dumps({name: value.get(name) for name in fields}, ensure_ascii=False)))
+        answer = {name: value.get(name) for name in fields}
+        demos.append(Demo(str(text), json.dumps(answer, ensure_ascii=False, separators=separators)))
     if not demos:
         raise InvalidRequestError("ai_extract: the examples have no text. Fix: fill the `content` column")
     return demos
@@ -192,8 +195,9 @@ async def demos_for(
     """The demonstrations each text is shown: the `shots` examples nearest it (by default as many as `model`
     learns from), within `DEMO_CONTEXT_SHARE` of its context window."""
     budget = int(model.context_window * DEMO_CONTEXT_SHARE) if model.context_window else None
-    count = model.examples_shown if shots is None else shots
-    return await _nearest_demos(texts, _example_demos(examples, schema), embedder, count, budget)
+    count = model.demonstrations.shown if shots is None else shots
+    pool = _example_demos(examples, schema, compact=model.demonstrations.compact_json)
+    return await _nearest_demos(texts, pool, embedder, count, budget)
 
 
 async def _nearest_demos(
@@ -215,6 +219,12 @@ async def _nearest_demos(
     return out
 
 
+DEMO_TURN_TOKENS = 20
+"""What a demonstration costs beyond its text and answer: the chat markers of its two turns and the `<text>`
+delimiters (measured about 22 tokens on llama.cpp's ChatML fallback in Gemma 3's vocabulary). Counted, the long
+rows shown 8 examples drop their least similar ones, which bounds their latency (BENCHMARKS.md §5)."""
+
+
 def _within(demos: list[Demo], budget: int | None) -> list[Demo]:
     """The last (most similar) demonstrations whose tokens fit `budget`; at least the last one."""
     if budget is None:
@@ -222,7 +232,7 @@ def _within(demos: list[Demo], budget: int | None) -> list[Demo]:
     kept: list[Demo] = []
     used = 0
     for demo in reversed(demos):
-        used += estimate_tokens(demo.input) + estimate_tokens(demo.output)
+        used += estimate_tokens(demo.input) + estimate_tokens(demo.output) + DEMO_TURN_TOKENS
         if kept and used > budget:
             break
         kept.append(demo)

@@ -29,6 +29,22 @@ _SEAM = ("complete", "stream", "open_stream", "embed")
 
 
 @dataclass(frozen=True)
+class Demonstrations:
+    """How functions show a model labelled examples (`ai_extract`'s `examples`): a measured choice per model
+    (BENCHMARKS.md §5), not a capability."""
+
+    shown: int = 2
+    """Examples shown per row: the pre-trained Gemma 3 keeps learning from up to 8, SmolLM2 gains nothing beyond 2."""
+    compact_json: bool = False
+    """Answers written without spaces (`{"a":1}`): fewer tokens in the prompt and in the answer the model copies
+    the style into. Gemma 3 scored higher and answered faster so; SmolLM2 lost F1."""
+
+
+AS_USUAL = Demonstrations()
+"""Two examples, spaced JSON: what a model is shown unless its own measurements chose otherwise."""
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What a model can do, in one frozen object (read it as `model.capabilities`)."""
 
@@ -40,7 +56,7 @@ class Capabilities:
     grammar: bool = False
     max_concurrency: int = 8
     context_window: int | None = None
-    examples_shown: int = 2
+    demonstrations: Demonstrations = AS_USUAL
 
 
 class Model:
@@ -59,9 +75,7 @@ class Model:
     supports_grammar: bool = False
     max_concurrency: int = 8
     context_window: int | None = None
-    examples_shown: int = 2
-    """Labelled examples a function shows each row as demonstrations (`ai_extract`'s `examples`): a measured
-    choice per model (BENCHMARKS.md §5), not a capability."""
+    demonstrations: Demonstrations = AS_USUAL
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -83,7 +97,7 @@ class Model:
             grammar=self.supports_grammar,
             max_concurrency=self.max_concurrency,
             context_window=self.context_window,
-            examples_shown=self.examples_shown,
+            demonstrations=self.demonstrations,
         )
 
     # -- the seam ---------------------------------------------------------------------------------------
@@ -183,4 +197,4 @@ def copy_capabilities(model: Model, source: Model | Capabilities) -> None:
     model.supports_grammar = caps.grammar
     model.max_concurrency = caps.max_concurrency
     model.context_window = caps.context_window
-    model.examples_shown = caps.examples_shown
+    model.demonstrations = caps.demonstrations

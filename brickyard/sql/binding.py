@@ -66,7 +66,7 @@ class RecordingModel(Model):
         self.supports_grammar = like.supports_grammar
         self.supports_json_schema = like.supports_json_schema
         self.context_window = like.context_window
-        self.examples_shown = like.examples_shown
+        self.demonstrations = like.demonstrations
         self.max_concurrency = 64
         self._sink = sink
 
