@@ -196,15 +196,18 @@ async def _self_training(texts: list[str], gold: list[str], share: float = 0.1) 
 
 def add_filter_embedding() -> dict[str, Any]:
     """The embedding filter with the verb-negated contrast (the default) beside the first wave's prefix contrast,
-    on the first 200 rows (beside the other mechanisms) and on all the test rows; and the self-training
-    figure. Merged into the saved figures (same rows)."""
+    on the first 200 rows (beside the other mechanisms) and on all the test rows (with the `examples` filter
+    beside them); and the self-training figure. Merged into the saved figures (same rows)."""
     figures = json.loads((RESULTS / "classify_mechanisms.json").read_text())
     rows = rotten_tomatoes(figures["test_rows"] + 800, seed=0, install=True)
-    test = rows[: figures["test_rows"]]
+    test, pool = rows[: figures["test_rows"]], rows[figures["test_rows"] :]
     texts, gold = [r.text for r in test], [r.label for r in test]
     few = min(200, len(test))
-    for n, key in ((few, "filter"), (len(test), "filter_all")):
-        new = asyncio.run(_filters(texts[:n], gold[:n], [], ("embedding", "embedding_prefix")))
+    for n, key, modes in (
+        (few, "filter", ("embedding", "embedding_prefix")),
+        (len(test), "filter_all", ("embedding", "embedding_prefix", "examples_200")),
+    ):
+        new = asyncio.run(_filters(texts[:n], gold[:n], pool, modes))
         for predicate, per in new.items():
             figures.setdefault(key, {}).setdefault(predicate, {}).update(per)
     figures["filter_contrasts"] = {predicate: contrast(predicate) for predicate, _ in PREDICATES}
