@@ -299,8 +299,8 @@ def create(spec: ProviderSpec) -> Model:
     )
     if spec.model in catalog.CATALOG:
         path = catalog.require_pulled(spec.model, models_dir)
-        shown = catalog.CATALOG[spec.model].demonstrations
-        return LocalModel(path, name=f"local:{spec.model}", demonstrations=shown, **common)  # type: ignore[arg-type]
+        shows = catalog.CATALOG[spec.model].demonstrations
+        return LocalModel(path, name=f"local:{spec.model}", demonstrations=shows, **common)  # type: ignore[arg-type]
     path = Path(spec.model).expanduser()
     if path.suffix != ".gguf" or not path.exists():
         raise UserError(
