@@ -210,12 +210,13 @@ def render() -> str:
                 "- Gemma 3's p95 with 8 examples. Before: seven runs gave 2.77-4.3 s at F1 0.500 (under 3 s in one). "
                 "Where the time went (llama.cpp's timings): 670 prompt tokens per sentence at about 500 tokens/s "
                 "(1.35 s), 27 answer tokens at about 57 tokens/s (0.47 s); the slowest rows had 1,000-1,180 prompt "
-                "tokens. Two changes, each measured on the same sentences (2026-12-03 01:03-01:29 UTC, idle "
+                "tokens. Two changes, each measured on the same sentences (2026-12-03 01:03-01:20 UTC, idle "
                 'machine): compact JSON in the demonstrations (`{"persons":[...]}`; the model answers in the '
                 "same style) cut the prompt to 622 tokens, F1 0.522, p95 2.96 s; counting 20 tokens of markers per "
                 "example in the budget drops the least similar examples of the longest rows: F1 0.526, p95 2.87 s "
-                "(30 tokens: p95 2.41 s but F1 0.495, not adopted). With both, two `make bench` runs gave p95 2.41 "
-                "and 2.89 s (the table), F1 0.526 each, e-mails unchanged or better. SmolLM2 keeps spaced JSON: "
+                "(30 tokens: p95 2.41 s but F1 0.495, not adopted). With both, three `make bench` runs (01:20-02:12 "
+                "UTC) gave p95 2.41, 2.89 and 2.65 s (the table), F1 0.526 each, e-mails unchanged or better. "
+                "SmolLM2 keeps spaced JSON: "
                 "compact cost it 3 points of F1 (0.326 against 0.355).",
                 "- What compact JSON costs, seen by eye (one-off runs, both with the markers counted): Gemma 3 more "
                 "often gives one value to two or three fields ('Japan' as a person, an organization and a "
