@@ -281,9 +281,18 @@ def test_serve_demo_calls_an_endpoint_and_an_agent_and_prints_usage(server_works
     serve_demo(server_workspace.path, Console(file=buffer, width=160), agent_input="What a lovely film")
     text = buffer.getvalue()
     assert "echo: Name one colour" in text and "agent:sentiment" in text and "GET /api/usage" in text
+    assert "own words" not in text  # the caption is for the bundled small models' raw chat only
     assert "server stopped" in text
     store = KeyStore(server_workspace.path / KEYS_NAME)
     (key,) = store.listing()
     store.close()
     assert key.name.startswith("demo-") and not key.active  # the demo key is revoked afterwards
     assert {r.key for r in server_workspace.store.usage()} == {key.name}
+
+
+def test_the_demo_says_a_bundled_models_raw_chat_is_not_what_the_functions_rely_on() -> None:
+    from brickyard.server.demo import raw_answer_caption
+
+    caption = raw_answer_caption("local:smollm2-135m")
+    assert caption is not None and "smollm2-135m's own words" in caption and "[defaults] chat" in caption
+    assert raw_answer_caption("echo") is None and raw_answer_caption("openai:gpt-5-mini") is None

@@ -27,6 +27,18 @@ def _pick_agent(workspace: Workspace) -> str | None:
     return names[0] if names else None
 
 
+def raw_answer_caption(model: str) -> str | None:
+    """What a newcomer should know about a bundled model's own chat answer (None for other models)."""
+    if not model.startswith("local:"):
+        return None
+    return (
+        f"({model.removeprefix('local:')}'s own words, cut at 16 tokens: a bundled model this small rambles when "
+        "asked to chat. On it, classification, filters and knowledge answers use embeddings and cited passages, "
+        "and extraction copies from the text; free text (ai_summarize, ai_gen) is only as good as the model. "
+        "For chat, point [defaults] chat at a capable endpoint.)"
+    )
+
+
 def serve_demo(
     workspace: Workspace | str | Path,
     console: Console,
@@ -62,6 +74,9 @@ def serve_demo(
             console.print(
                 f"  {escape(endpoint)} ← {escape(prompt)!r}\n  → {escape(reply.choices[0].message.content or '')!r}"
             )
+            caption = raw_answer_caption(ws.model(endpoint).name)
+            if caption:
+                console.print(f"    [dim]{escape(caption)}[/]")
             if agent:
                 answer = client.chat.completions.create(
                     model=f"agent:{agent}", messages=[{"role": "user", "content": agent_input}]
