@@ -12,6 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from brickyard.agents.runner import Agents
+from brickyard.functions import mechanisms
+from brickyard.models.catalog import CATALOG
 from brickyard.server.keys import KEYS_NAME, KeyStore
 from brickyard.server.runner import BackgroundServer
 from brickyard.workspace import Workspace
@@ -27,15 +29,19 @@ def _pick_agent(workspace: Workspace) -> str | None:
     return names[0] if names else None
 
 
-def raw_answer_caption(model: str) -> str | None:
+RAW_ANSWER_TOKENS = 16
+"""The serving step's chat answer is cut here: it shows the API works, not what the model can write."""
+
+
+def raw_answer_caption(model: str | None) -> str | None:
     """What a newcomer should know about a bundled model's own chat answer (None for other models)."""
-    if not model.startswith("local:"):
+    bundled = (model or "").removeprefix("local:")
+    if not (model or "").startswith("local:") or bundled not in CATALOG:
         return None
     return (
-        f"({model.removeprefix('local:')}'s own words, cut at 16 tokens: a bundled model this small rambles when "
-        "asked to chat. On it, classification, filters and knowledge answers use embeddings and cited passages, "
-        "and extraction copies from the text; free text (ai_summarize, ai_gen) is only as good as the model. "
-        "For chat, point [defaults] chat at a capable endpoint.)"
+        f"({bundled}'s own words, cut at {RAW_ANSWER_TOKENS} tokens: a bundled model this small rambles when asked "
+        f"to chat. The AI functions on it use {mechanisms(model)}; free text (ai_summarize, ai_gen) is only as "
+        "good as the model. For chat, point [defaults] chat at a capable endpoint.)"
     )
 
 
@@ -69,12 +75,12 @@ def serve_demo(
             console.print(f"  listening on {server.url} (OpenAPI document at {server.url}/docs)")
             client = openai.OpenAI(base_url=server.url + "/v1", api_key=secret, max_retries=0, timeout=300)
             reply = client.chat.completions.create(
-                model=endpoint, messages=[{"role": "user", "content": prompt}], max_tokens=16
+                model=endpoint, messages=[{"role": "user", "content": prompt}], max_tokens=RAW_ANSWER_TOKENS
             )
             console.print(
                 f"  {escape(endpoint)} ← {escape(prompt)!r}\n  → {escape(reply.choices[0].message.content or '')!r}"
             )
-            caption = raw_answer_caption(ws.model(endpoint).name)
+            caption = raw_answer_caption(ws.registry.config_for(endpoint).model)
             if caption:
                 console.print(f"    [dim]{escape(caption)}[/]")
             if agent:
